@@ -1,0 +1,56 @@
+# hypervisor.libvirt — `make demo` runs the main job, `make test` passes the tests.
+# Both do all set-up on a fresh Debian 12 machine as root, and are quick the second time.
+
+SHELL := /bin/bash
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+COLLECTIONS := $(ROOT)/.build/collections
+COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/hypervisor/libvirt
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_CONFIG := $(ROOT)/tests/ansible.cfg
+export ANSIBLE_PYTHON_INTERPRETER := $(PY)
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup host venv collection demo demo-clean test unit integration sanity lint clean
+
+setup: host venv collection
+
+host:
+	@./scripts/setup-host.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt | host
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+collection:
+	@mkdir -p $(dir $(COLLECTION_LINK))
+	@[ -L $(COLLECTION_LINK) ] || ln -sfn $(ROOT) $(COLLECTION_LINK)
+
+demo: setup
+	$(BIN)/ansible-playbook -i localhost, -c local playbooks/demo.yml
+
+demo-clean: setup
+	$(BIN)/ansible-playbook -i localhost, -c local playbooks/demo.yml -e demo_state=absent
+
+test: setup unit integration sanity lint
+
+unit: setup
+	$(BIN)/pytest -q -n 2 tests/unit
+
+integration: setup
+	./tests/integration/run.sh
+
+sanity: setup
+	./tests/sanity/run.sh
+
+lint: setup
+	$(BIN)/ansible-lint --profile production
+
+clean:
+	rm -rf .build tests/output
