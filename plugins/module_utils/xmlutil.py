@@ -1,0 +1,145 @@
+# Copyright (c) hypervisor.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""XML helpers shared by every builder: parse, serialise, compare, diff, schema-validate."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import threading
+from typing import Any
+
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
+
+SCHEMA_DIRS = ("/usr/share/libvirt/schemas", "/usr/local/share/libvirt/schemas")
+
+_schemas: dict[str, Any] = {}
+_schemas_lock = threading.Lock()
+
+
+def parse(xml: str | bytes, what: str = "xml") -> Any:
+    """Parse XML text into an lxml element; malformed input is an ``InvalidSpec`` naming ``what``."""
+    if isinstance(xml, str):
+        xml = xml.encode("utf-8")
+    parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
+    try:
+        return etree.fromstring(xml, parser)
+    except etree.XMLSyntaxError as exc:
+        raise InvalidSpec(what, "not well-formed XML: %s" % exc)
+
+
+def to_string(element: Any, pretty: bool = True) -> str:
+    """Serialise an element as libvirt does (2-space indent, no XML declaration)."""
+    if pretty:
+        etree.indent(element, space="  ")
+    return etree.tostring(element, encoding="unicode")
+
+
+def sub(parent: Any, tag: str, attrib: dict[str, Any] | None = None, text: Any = None) -> Any:
+    """Append a child; attributes whose value is None are left out, the rest stringified."""
+    el = etree.SubElement(parent, tag)
+    for key, value in (attrib or {}).items():
+        if value is not None:
+            el.set(key, _text(value))
+    if text is not None:
+        el.text = _text(text)
+    return el
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def canonical(element: Any) -> tuple:
+    """A hashable, order-insensitive-for-attributes form of an element tree.
+
+    Attribute order and whitespace-only text do not matter; child order does.
+    """
+    text = (element.text or "").strip()
+    return (
+        element.tag,
+        tuple(sorted(element.attrib.items())),
+        text,
+        tuple(canonical(c) for c in element if isinstance(c.tag, str)),
+    )
+
+
+def xml_equal(a: Any, b: Any) -> bool:
+    """Structural equality of two documents (strings or elements)."""
+    if isinstance(a, (str, bytes)):
+        a = parse(a)
+    if isinstance(b, (str, bytes)):
+        b = parse(b)
+    return canonical(a) == canonical(b)
+
+
+def normalise(xml: str | Any) -> str:
+    """Pretty, stable text for diffs: attributes sorted, blank text dropped."""
+    el = parse(xml) if isinstance(xml, (str, bytes)) else etree.fromstring(etree.tostring(xml))
+    for node in el.iter():
+        if not isinstance(node.tag, str):
+            continue
+        items = sorted(node.attrib.items())
+        node.attrib.clear()
+        for k, v in items:
+            node.set(k, v)
+        if node.text is not None and not node.text.strip():
+            node.text = None
+        if node.tail is not None and not node.tail.strip():
+            node.tail = None
+    return to_string(el) + "\n"
+
+
+def unified_diff(before: str | None, after: str | None, name: str = "xml") -> str:
+    """A unified diff of two XML documents after normalising both."""
+    a = normalise(before).splitlines(True) if before else []
+    b = normalise(after).splitlines(True) if after else []
+    return "".join(difflib.unified_diff(a, b, "before/%s" % name, "after/%s" % name))
+
+
+def diff_result(before: str | None, after: str | None, name: str = "xml") -> dict[str, str]:
+    """Ansible's ``diff`` dict (before/after text) for a document, normalised."""
+    return {
+        "before": normalise(before) if before else "",
+        "after": normalise(after) if after else "",
+        "before_header": name,
+        "after_header": name,
+    }
+
+
+def schema_path(name: str) -> str | None:
+    """Path of libvirt's RelaxNG schema ``name`` (``domain``, ``nwfilter``, …) if installed."""
+    for d in SCHEMA_DIRS:
+        path = os.path.join(d, "%s.rng" % name)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def _schema(name: str) -> Any | None:
+    with _schemas_lock:
+        if name not in _schemas:
+            path = schema_path(name)
+            _schemas[name] = etree.RelaxNG(etree.parse(path)) if path else None
+        return _schemas[name]
+
+
+def validate(element: Any, schema: str, what: str | None = None) -> bool:
+    """Validate against libvirt's ``schema``.rng; ``InvalidSpec`` with libvirt's complaint if invalid.
+
+    Returns False when the schemas are not installed (nothing to check against),
+    True when the document is valid.
+    """
+    rng = _schema(schema)
+    if rng is None:
+        return False
+    if isinstance(element, (str, bytes)):
+        element = parse(element)
+    if not rng.validate(element):
+        err = rng.error_log.last_error
+        detail = "%s (line %s)" % (err.message, err.line) if err is not None else "invalid"
+        raise InvalidSpec(what or schema, "does not validate against libvirt's %s.rng: %s" % (schema, detail))
+    return True
