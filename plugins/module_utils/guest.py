@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
+
 # virDomainState -> name used in facts, module results and wait_for_lifecycle
 STATE_NAMES = {
     0: "nostate",
@@ -87,3 +89,143 @@ class Guest:
         state, max_mem, mem, vcpus, cpu_time = self._call("reading", lambda d: d.info())
         return {"state": STATE_NAMES.get(state, "nostate"), "max_memory_kib": max_mem,
                 "memory_kib": mem, "vcpus": vcpus, "cpu_time_ns": cpu_time}
+
+    # ------------------------------------------------------------------ lifecycle
+    def launch(self, pause: bool = False) -> None:
+        """Start the defined domain; ``pause`` leaves its vCPUs stopped (state paused)."""
+        flags = libvirt.VIR_DOMAIN_START_PAUSED if pause else 0
+        self._call("starting", lambda d: d.createWithFlags(flags))
+
+    def shutdown(self) -> None:
+        """Ask the guest OS to power off by pressing the ACPI power button; returns at once.
+
+        Waiting is the caller's business (``Host.wait_for_lifecycle``), so one
+        event-driven wait serves every caller. Drivers without the ACPI flag
+        (the test driver) get their plain shutdown.
+        """
+        def run(d: Any) -> None:
+            try:
+                d.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT,
+                                                libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED):
+                    raise
+                d.shutdown()
+        self._call("shutting down", run)
+
+    def poweroff(self) -> None:
+        """Pull the plug (virDomainDestroy): immediate, the guest OS is not asked."""
+        self._call("powering off", lambda d: d.destroy())
+
+    def pause(self) -> None:
+        """Stop the vCPUs; memory and devices stay, ``resume`` continues."""
+        self._call("pausing", lambda d: d.suspend())
+
+    def resume(self) -> None:
+        """Continue the vCPUs of a paused domain."""
+        self._call("resuming", lambda d: d.resume())
+
+    def has_managed_save(self) -> bool:
+        """A managed save image exists (undefine refuses unless told to remove it)."""
+        return bool(self._call("reading the managed save of", lambda d: d.hasManagedSaveImage(0)))
+
+    def snapshot_count(self) -> int:
+        """Snapshots libvirt keeps metadata for (undefine refuses unless told to remove it)."""
+        return int(self._call("counting the snapshots of", lambda d: d.snapshotNum(0)))
+
+    def delete_configuration(self, keep_nvram: bool = True, remove_managed_save: bool = False,
+                             remove_snapshots_metadata: bool = False) -> None:
+        """Undefine the domain; NVRAM, managed save and snapshot metadata only go when asked.
+
+        ``keep_nvram=False`` deletes the NVRAM file with the definition. Without
+        ``remove_managed_save`` / ``remove_snapshots_metadata`` libvirt refuses to
+        undefine a domain that has them, which is the safe answer.
+        """
+        flags = libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM if keep_nvram else libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+        if remove_managed_save:
+            flags |= libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+        if remove_snapshots_metadata:
+            flags |= libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+
+        def run(d: Any) -> None:
+            try:
+                d.undefineFlags(flags)
+            except libvirt.libvirtError as exc:
+                # drivers without NVRAM support reject the NVRAM flags: retry without them
+                if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+                    raise
+                d.undefineFlags(flags & ~(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM))
+        self._call("undefining", run)
+
+    # ------------------------------------------------------------------ devices
+    @staticmethod
+    def _affect(persistent: bool, live: bool) -> int:
+        """virDomainModificationImpact flags; neither means "the current state" as libvirt defines it."""
+        flags = 0
+        if persistent:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if live:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        return flags
+
+    def attach_device(self, xml: str, persistent: bool = False, live: bool = False) -> None:
+        """Add a device (XML of one device) to the persistent config and/or the running guest."""
+        flags = self._affect(persistent, live)
+        self._call("attaching a device to", lambda d: d.attachDeviceFlags(xml, flags))
+
+    def detach_device(self, xml: str, persistent: bool = False, live: bool = False) -> None:
+        """Remove a device; for ``live`` the guest must release it (PCI unplug is asynchronous)."""
+        flags = self._affect(persistent, live)
+        self._call("detaching a device from", lambda d: d.detachDeviceFlags(xml, flags))
+
+    def update_device(self, xml: str, persistent: bool = False, live: bool = False) -> None:
+        """Change a device in place (media, link state, bandwidth, filter)."""
+        flags = self._affect(persistent, live)
+        self._call("updating a device of", lambda d: d.updateDeviceFlags(xml, flags))
+
+    # ------------------------------------------------------------------ autostart
+    def get_autostart(self) -> bool:
+        return bool(self._call("reading the autostart flag of", lambda d: d.autostart()))
+
+    def set_autostart(self, autostart: bool) -> None:
+        """Start the domain (or not) when libvirtd starts."""
+        self._call("setting autostart of", lambda d: d.setAutostart(1 if autostart else 0))
+
+    # ------------------------------------------------------------------ interfaces
+    def get_interfaces(self, inactive: bool = False) -> list[dict[str, Any]]:
+        """The domain's NICs from its XML, in order, as plain dicts.
+
+        Keys: ``type``, ``mac``, ``source`` (network, bridge or device name),
+        ``source_mode`` (direct), ``model``, ``target`` (host tap device, live
+        only), ``alias``, ``mtu``, ``filter`` ({name, parameters}) and
+        ``link_state``; absent values are None.
+        """
+        root = etree.fromstring(self.get_xml_desc(inactive=inactive).encode("utf-8"))
+        result = []
+        for iface in root.findall("devices/interface"):
+            source = iface.find("source")
+            src_value = None
+            if source is not None:
+                for attr in ("network", "bridge", "dev", "path", "address", "name"):
+                    if source.get(attr) is not None:
+                        src_value = source.get(attr)
+                        break
+            ref = iface.find("filterref")
+            flt = None
+            if ref is not None:
+                flt = {"name": ref.get("filter"),
+                       "parameters": {p.get("name"): p.get("value") for p in ref.findall("parameter")}}
+            mtu = iface.find("mtu")
+            result.append({
+                "type": iface.get("type"),
+                "mac": iface.find("mac").get("address") if iface.find("mac") is not None else None,
+                "source": src_value,
+                "source_mode": source.get("mode") if source is not None else None,
+                "model": iface.find("model").get("type") if iface.find("model") is not None else None,
+                "target": iface.find("target").get("dev") if iface.find("target") is not None else None,
+                "alias": iface.find("alias").get("name") if iface.find("alias") is not None else None,
+                "mtu": int(mtu.get("size")) if mtu is not None and mtu.get("size") else None,
+                "filter": flt,
+                "link_state": iface.find("link").get("state") if iface.find("link") is not None else None,
+            })
+        return result
