@@ -27,8 +27,10 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     HypervisorError,
     InvalidSpec,
@@ -235,8 +237,6 @@ class _Desired:
 def _desired(host: Any, req: DomainRequest) -> _Desired | None:
     """Validate the user's spec or XML before anything is touched; None when neither was given."""
     if req.spec is not None:
-        from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
-        from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
         spec = dict(req.spec)
         if spec.get("name") is None:
             if not req.name:
@@ -371,7 +371,6 @@ class _Converger:
         """What the user asked for that ``xml`` (libvirt's) does not hold."""
         assert self.desired is not None
         if self.desired.spec is not None:
-            from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
             return list(guest_mod.spec_differences(self.desired.spec, guest_mod.parse_domain_xml(xml)))
         return xml_differences(self.desired.element, xmlutil.parse(xml), self._aliases())
 
