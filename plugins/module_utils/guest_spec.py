@@ -447,6 +447,8 @@ def _post_graphics(g: dict, path: str) -> dict:
 
 def _post_chardev(c: dict, path: str) -> dict:
     typ = c.setdefault("type", "pty")
+    if typ in ("unix", "tcp"):
+        c.setdefault("mode", "bind")
     need = {"file": ("path",), "unix": (), "tcp": ("host", "port"), "dev": ("path",), "pipe": ("path",)}
     for key in need.get(typ, ()):
         if key not in c:
