@@ -23,6 +23,7 @@ import time
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
@@ -205,7 +206,7 @@ class LibvirtVIFDriver:
     # -------------------------------------------------------------- config
     def get_config(self, spec: dict[str, Any], path: str = "interface") -> Any:
         """The <interface> element for a spec, checked per type and against domain.rng."""
-        self._check_spec(spec, path)
+        spec = self.normalise(spec, path)
         el = guest_mod.interface_config(spec)
         wrapper = etree.Element("domain", type="qemu")
         xmlutil.sub(wrapper, "name", text="hvl-vif-check")
@@ -215,11 +216,17 @@ class LibvirtVIFDriver:
         xmlutil.validate(wrapper, "domain", path)
         return el
 
+    @classmethod
+    def normalise(cls, spec: dict[str, Any], path: str = "interface") -> dict[str, Any]:
+        """The spec checked and normalised as the guest spec's interfaces are, plus the VIF rules."""
+        if not isinstance(spec, dict):
+            raise InvalidSpec(path, "must be a dict")
+        cls._check_spec(spec, path)
+        return guest_spec._INTERFACE.norm(spec, path)
+
     @staticmethod
     def _check_spec(spec: dict[str, Any], path: str) -> None:
         """Rules libvirt's schema cannot say: which source and virtualport go with which type."""
-        if not isinstance(spec, dict):
-            raise InvalidSpec(path, "must be a dict")
         itype = spec.get("type", "network")
         if itype not in INTERFACE_TYPES:
             raise InvalidSpec(path + ".type", "must be one of %s, got %r" % (", ".join(INTERFACE_TYPES), itype))
@@ -347,8 +354,8 @@ class LibvirtVIFDriver:
         # attach to both in one call so libvirt gives both the same generated MAC
         if all(p[0] == "attach" for p in plans.values()) and len(plans) == 2:
             xml = xmlutil.to_string(copy.deepcopy(desired))
-            self._mutate("attach-live", lambda: guest.attach_device(xml, live=True, persistent=True))
             self.actions.append("attach-config")
+            self._mutate("attach-live", lambda: guest.attach_device(xml, live=True, persistent=True))
         else:
             for which in (CONFIG, LIVE):
                 if which in plans:
