@@ -256,7 +256,7 @@ import json as _json  # noqa: E402
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil as _xmlutil  # noqa: E402
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree as _etree  # noqa: E402
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec as _InvalidSpec  # noqa: E402
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import HypervisorError as _HypervisorError  # noqa: E402
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import (  # noqa: E402
     METADATA_NS,
     format_cpuset,
@@ -413,20 +413,11 @@ def sysinfo_config(sysinfo: dict) -> Any:
     return el
 
 
-def _pick_loader(host: Any, virt_type: str, arch: str | None, machine: str | None, secure: bool) -> str | None:
-    """A UEFI loader path the host offers (secure-boot build iff secure), from domain capabilities."""
-    caps = host.get_domain_capabilities(virt_type=virt_type, arch=arch, machine=machine)
-    paths = [v.text for v in caps.findall("os/loader/value") if v.text]
-    fitting = [p for p in paths if ("secboot" in p or ".ms." in p) == secure] or paths
-    fitting.sort(key=lambda p: ("4M" not in p, p))
-    return fitting[0] if fitting else None
-
-
 def os_config(os_spec: dict, smbios: bool = False, loader: str | None = None,
               arch: str | None = None, machine: str | None = None) -> Any:
     """<os>: type/arch/machine, firmware (libvirt's autoselection unless a loader path is given), boot."""
     firmware = os_spec.get("firmware")
-    el = _el("os", {"firmware": firmware if firmware == "efi" and not loader else None})
+    el = _el("os", {"firmware": firmware if firmware and not loader else None})
     _sub(el, "type", {"arch": os_spec.get("arch", arch), "machine": os_spec.get("machine", machine)}, "hvm")
     if firmware == "efi":
         secure = os_spec.get("secure_boot")
@@ -622,16 +613,40 @@ def metadata_config(metadata: dict) -> Any:
 # ---------------------------------------------------------------- the whole domain
 
 def _host_defaults(spec: dict, host: Any) -> dict[str, Any]:
-    """Domain type, arch, machine, emulator and UEFI loader from the host's capabilities."""
+    """Domain type, arch, machine, emulator and UEFI loader from the host's capabilities.
+
+    Domain capabilities are preferred; drivers without them (the test driver)
+    fall back to the host capabilities' <guest> entries.
+    """
     os_spec = spec.get("os", {})
-    arch = os_spec.get("arch")
-    virt_type = spec.get("type") or ("kvm" if host.kvm_available(arch) else "qemu")
-    caps = host.get_domain_capabilities(virt_type=virt_type, arch=arch, machine=os_spec.get("machine"))
-    out = {"type": virt_type, "arch": caps.findtext("arch"), "machine": caps.findtext("machine"),
-           "emulator": caps.findtext("path"), "loader": None}
+    caps = host.get_capabilities()
+    arch = os_spec.get("arch") or caps.findtext("host/cpu/arch")
+    offered = caps.xpath("guest[os_type='hvm'][arch/@name=$a]/arch/domain/@type", a=arch) if arch else []
+    virt_type = spec.get("type") or ("kvm" if "kvm" in offered else "qemu" if "qemu" in offered or not offered
+                                     else offered[0])
+    out: dict[str, Any] = {"type": virt_type, "arch": arch, "machine": None, "emulator": None, "loader": None}
+    try:
+        dcaps = host.get_domain_capabilities(virt_type=virt_type, arch=arch, machine=os_spec.get("machine"))
+    except _HypervisorError:
+        guest_el = caps.xpath("guest[os_type='hvm'][arch/@name=$a]/arch", a=arch) if arch else []
+        if guest_el:
+            arch_el = guest_el[0]
+            dom_el = arch_el.find("domain[@type='%s']" % virt_type)
+            out["emulator"] = (dom_el.findtext("emulator") if dom_el is not None else None) or \
+                arch_el.findtext("emulator")
+            machines = (dom_el.findall("machine") if dom_el is not None else []) or arch_el.findall("machine")
+            if machines:
+                out["machine"] = machines[0].get("canonical") or machines[0].text
+        return out
+    out.update(arch=dcaps.findtext("arch") or arch, machine=dcaps.findtext("machine"),
+               emulator=dcaps.findtext("path"))
     if os_spec.get("firmware") == "efi":
-        out["loader"] = _pick_loader(host, virt_type, arch, os_spec.get("machine"),
-                                     bool(os_spec.get("secure_boot")))
+        paths = [v.text for v in dcaps.findall("os/loader/value") if v.text]
+        secure = bool(os_spec.get("secure_boot"))
+        fitting = [p for p in paths if ("secboot" in p or ".ms." in p) == secure]
+        fitting.sort(key=lambda p: ("4M" not in p, p))
+        # no loader of the right kind: keep libvirt's firmware autoselection
+        out["loader"] = fitting[0] if fitting else None
     return out
 
 

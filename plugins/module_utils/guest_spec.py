@@ -684,7 +684,7 @@ SPEC = Dict({
         "mode": Enum("strict", "preferred", "interleave", "restrictive"),
         "nodeset": CpuSet(),
         "memnodes": List(Dict({"cellid": Int(), "mode": Enum("strict", "preferred", "interleave", "restrictive"),
-                               "nodeset": CpuSet()}, required=("cellid", "nodeset"))),
+                               "nodeset": CpuSet()}, required=("cellid", "mode", "nodeset"))),
     }),
     "memory_backing": Dict({
         "hugepages": Either(Bool(), List(Dict({"size": Size(), "nodeset": CpuSet()}, required=("size",))),
