@@ -120,6 +120,7 @@ def gather(host: Host, gather_subset: list[str] | None = None,
     """The ``ansible_facts.libvirt`` dictionary for the requested subsets."""
     subsets = resolve_subsets(gather_subset or ["all"])
     facts: dict[str, Any] = {"gathered_subsets": subsets}
-    for name in subsets:
-        facts.update(SUBSETS[name](host, instances_path))
+    with host.domain_stats_snapshot():  # one bulk stats call for all subsets
+        for name in subsets:
+            facts.update(SUBSETS[name](host, instances_path))
     return facts

@@ -11,11 +11,12 @@ handed a ``Host`` instead of a callback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
@@ -129,6 +130,8 @@ class Host:
         self._caps: Any = None
         self._domcaps: dict[tuple, Any] = {}
         self._node_info: list | None = None
+        self._stats_snapshot: list | None = None
+        self._in_snapshot = False
         # libvirt prints every error to stderr by default; errors are raised anyway.
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
@@ -442,12 +445,12 @@ class Host:
         """Name, UUID, state, persistence, autostart, vcpus, memory of every domain.
 
         The number of libvirt calls does not grow with the number of domains:
-        three ``listAllDomains`` (all, persistent, autostart) and one
-        ``getAllDomainStats``. Only drivers whose bulk stats lack vcpu/balloon
-        data (the test driver) cost one ``info()`` per domain.
+        two ``listAllDomains`` (transient, autostart: short lists, usually) and
+        one ``getAllDomainStats``. Only drivers whose bulk stats lack
+        vcpu/balloon data (the test driver) cost one ``info()`` per domain.
         """
-        flags = libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT
-        persistent = {d.UUIDString() for d in self.call("listing domains", lambda c: c.listAllDomains(flags))}
+        flags = libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT
+        transient = {d.UUIDString() for d in self.call("listing domains", lambda c: c.listAllDomains(flags))}
         flags = libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART
         autostart = {d.UUIDString() for d in self.call("listing domains", lambda c: c.listAllDomains(flags))}
         stats = self._all_domain_stats(libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_VCPU
@@ -466,7 +469,7 @@ class Host:
                 "uuid": uuid,
                 "id": dom.ID() if dom.ID() >= 0 else None,
                 "state": STATE_NAMES.get(state, "unknown"),
-                "persistent": uuid in persistent,
+                "persistent": uuid not in transient,
                 "autostart": uuid in autostart,
                 "vcpus": vcpus,
                 "memory_mb": memory_kib // 1024,
@@ -474,7 +477,35 @@ class Host:
         result.sort(key=lambda d: d["name"])
         return result
 
+    # what a snapshot reads in its one bulk call: everything the Host's own readers use
+    _SNAPSHOT_STATS = 0
+    if libvirt is not None:
+        _SNAPSHOT_STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_VCPU
+                           | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_BLOCK)
+
+    @contextlib.contextmanager
+    def domain_stats_snapshot(self) -> Iterator["Host"]:
+        """Within the block, all readers share one ``getAllDomainStats`` call.
+
+        Fact gathering reads vCPUs in use, the domain list and disk
+        over-commitment; sharing the bulk call saves round trips and payload
+        that grow with the number of domains, and gives one consistent view.
+        """
+        outer = self._in_snapshot
+        self._in_snapshot = True
+        try:
+            yield self
+        finally:
+            if not outer:
+                self._in_snapshot = False
+                self._stats_snapshot = None
+
     def _all_domain_stats(self, stats: int) -> list[tuple[Any, dict[str, Any]]]:
+        if self._in_snapshot and stats & ~self._SNAPSHOT_STATS == 0:
+            if self._stats_snapshot is None:
+                flags = self._SNAPSHOT_STATS
+                self._stats_snapshot = self.call("reading domain statistics", lambda c: c.getAllDomainStats(flags))
+            return self._stats_snapshot
         return self.call("reading domain statistics", lambda c: c.getAllDomainStats(stats))
 
     # ------------------------------------------------------------------ host metrics

@@ -78,3 +78,21 @@ def test_gather_bad_subset_touches_nothing():
     h = Host("test:///nonexistent/hvl-missing.xml")  # would fail on connect
     with pytest.raises(InvalidSpec):
         gather(h, ["nope"])  # the input error comes first, before any connection
+
+
+def test_gather_reads_bulk_domain_stats_once(host):
+    """cpu, disk and domains share one getAllDomainStats: its cost must not be paid per subset."""
+    whats: list[str] = []
+    real_call = host.call
+
+    def counting_call(what, fn):
+        whats.append(what)
+        return real_call(what, fn)
+
+    host.call = counting_call
+    gather(host)
+    assert whats.count("reading domain statistics") == 1
+    whats.clear()
+    host.get_vcpu_used()  # outside gather nothing is cached: a fresh read
+    host.get_vcpu_used()
+    assert whats.count("reading domain statistics") == 2
