@@ -53,6 +53,8 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 URI = "qemu:///system"
 PREFIX = "hvl-bench-"
+# exactly hvl-bench-NNNN: other benchmarks use hvl-bench-<area>-… and must not be touched
+OURS = re.compile(r"^hvl-bench-\d{4}$")
 
 import libvirt  # noqa: E402  (the project's venv has it; the benchmark needs it to define domains)
 
@@ -105,7 +107,7 @@ def domain_xml(name: str) -> str:
 
 
 def our_domains(conn: Any) -> list[Any]:
-    return [d for d in conn.listAllDomains(0) if d.name().startswith(PREFIX)]
+    return [d for d in conn.listAllDomains(0) if OURS.match(d.name())]
 
 
 def define_up_to(conn: Any, count: int) -> None:
@@ -115,7 +117,7 @@ def define_up_to(conn: Any, count: int) -> None:
         name = "%s%04d" % (PREFIX, i)
         if name not in have:
             conn.defineXML(domain_xml(name))
-    log("%d %s* domains defined (%.1fs)" % (count, PREFIX, time.monotonic() - start))
+    log("%d %sNNNN domains defined (%.1fs)" % (count, PREFIX, time.monotonic() - start))
 
 
 def undefine_all(conn: Any) -> None:
@@ -128,7 +130,7 @@ def undefine_all(conn: Any) -> None:
         except libvirt.libvirtError as exc:
             log("could not undefine %s: %s" % (d.name(), exc))
     if doms:
-        log("undefined %d %s* domains" % (len(doms), PREFIX))
+        log("undefined %d %sNNNN domains" % (len(doms), PREFIX))
 
 
 # ---------------------------------------------------------------- playbooks
@@ -170,8 +172,8 @@ def rpc_playbook(logdir: str, size: int) -> list[dict[str, Any]]:
         tasks.append(t)
     tasks.append({"name": "Both saw all benchmark domains", "ansible.builtin.assert": {"that": [
         "ours.ansible_facts.libvirt.domains | map(attribute='name') | select('match', '%s') | list | length == %d"
-        % (PREFIX, size),
-        "peer_info.keys() | select('match', '%s') | list | length == %d" % (PREFIX, size),
+        % (OURS.pattern, size),
+        "peer_info.keys() | select('match', '%s') | list | length == %d" % (OURS.pattern, size),
     ]}})
     return [{"name": "host_facts benchmark (RPC count)", "hosts": "localhost", "gather_facts": False,
              "tasks": tasks}]
