@@ -916,6 +916,8 @@ def _parse_chardev(el: Any, tag: str) -> dict:
     dev: dict[str, Any] = {"type": el.get("type", "pty")}
     src = el.find("source")
     typ = dev["type"]
+    if src is None and typ == "unix":
+        dev["mode"] = "bind"  # libvirt drops a path-less <source mode='bind'/> and makes the socket itself
     if src is not None:
         if typ in ("file", "dev", "pipe", "unix"):
             _put(dev, "path", src.get("path"))
