@@ -282,7 +282,19 @@ def _el(tag: str, attrib: dict[str, Any] | None = None, text: Any = None) -> Any
     return el
 
 
-_sub = _xmlutil.sub
+_SubElement = _etree.SubElement
+
+
+def _sub(parent: Any, tag: str, attrib: dict[str, Any] | None = None, text: Any = None) -> Any:
+    """xmlutil.sub, inlined for speed: None attributes dropped, booleans as yes/no."""
+    if attrib:
+        el = _SubElement(parent, tag, {k: (("yes" if v else "no") if v is True or v is False else str(v))
+                                       for k, v in attrib.items() if v is not None})
+    else:
+        el = _SubElement(parent, tag)
+    if text is not None:
+        el.text = str(text)
+    return el
 
 
 def _onoff(value: bool) -> str:
