@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-config-nwfilter libvirt-clients
-  libvirt-dev pkg-config gcc python3-dev qemu-system-x86 qemu-utils ebtables iptables dnsmasq-base
+  libvirt-dev pkg-config gcc python3-dev python3-venv qemu-system-x86 qemu-utils ebtables iptables dnsmasq-base
   genisoimage busybox-static iproute2 curl cpio xz-utils git rsync
 )
 URI=qemu:///system
