@@ -1,0 +1,116 @@
+"""Time from the test guest's ACPI power-off to the domain module's return.
+
+Boots the test guest (tests/guest-image) on an isolated network, waits for its
+ready line, then runs the domain module's logic (``converge`` with
+``state: shutdown``) in this process while a watcher thread polls the serial
+console file every 2 ms for the guest's ``HVL-GUEST-POWEROFF`` line (printed by
+its acpid action just before ``poweroff -f``). Reported: return time minus the
+time that line appeared, event-driven (Host.initialize()) and, side by side,
+with the 0.1 s polling fallback. Everything created is removed.
+
+    .venv/bin/python benchmarks/domain/acpi_return.py [ROUNDS]
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
+
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import DomainRequest, converge  # noqa: E402
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host  # noqa: E402
+
+IMAGE = "/var/lib/libvirt/images/hvl-testguest"
+NET, BRIDGE, PREFIX = "hvl-it-dom-bench", "virbr-hvldom2", "192.168.245"
+NAME = "hvl-bench-dom-acpi"
+WORK = "/var/tmp/hvl-bench-dom-acpi"
+CONSOLE = os.path.join(WORK, "console.log")
+
+
+def virsh(*args: str, stdin: str | None = None) -> None:
+    subprocess.run(["virsh", "-q", "-c", "qemu:///system", *args], input=stdin, text=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def wait_line(marker: str, offset: int, timeout: float, poll: float) -> float | None:
+    """Monotonic time at which ``marker`` appeared in the console after ``offset``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(CONSOLE, "rb") as f:
+                f.seek(offset)
+                if marker.encode() in f.read():
+                    return time.monotonic()
+        except FileNotFoundError:
+            pass
+        time.sleep(poll)
+    return None
+
+
+def console_size() -> int:
+    try:
+        return os.path.getsize(CONSOLE)
+    except FileNotFoundError:
+        return 0
+
+
+def one_round(events: bool) -> float:
+    host = Host("qemu:///system")
+    if events:
+        host.initialize()
+    spec = {"name": NAME, "type": "qemu", "memory": 192, "vcpus": 1,
+            "os": {"kernel": IMAGE + "/vmlinuz", "initrd": IMAGE + "/initrd.img",
+                   "cmdline": "console=ttyS0 hvl.hostname=" + NAME},
+            "features": ["acpi", "apic"], "on_reboot": "destroy", "memballoon": "none",
+            "interfaces": [{"type": "network", "source": NET, "model": "virtio"}],
+            "serials": [{"type": "file", "path": CONSOLE}]}
+    offset = console_size()
+    converge(host, DomainRequest(spec=spec, state="running"))
+    if wait_line("HVL-GUEST-READY", offset, 180, 0.2) is None:
+        raise SystemExit("the guest did not print its ready line within 180 s")
+    offset = console_size()
+    seen: list[float] = []
+    watcher = threading.Thread(target=lambda: seen.append(wait_line("HVL-GUEST-POWEROFF", offset, 120, 0.002) or 0))
+    watcher.start()
+    result = converge(host, DomainRequest(name=NAME, state="shutdown", shutdown_timeout=120))
+    returned = time.monotonic()
+    watcher.join()
+    host.close()
+    assert result["actions"] == ["shutdown"], result
+    if not seen or not seen[0]:
+        raise SystemExit("no HVL-GUEST-POWEROFF line: the guest did not act on the power button")
+    return returned - seen[0]
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    subprocess.run([os.path.join(ROOT, "tests/guest-image/build.sh"), IMAGE], check=True,
+                   stderr=subprocess.DEVNULL)
+    os.makedirs(WORK, exist_ok=True)
+    os.chmod(WORK, 0o755)
+    virsh("net-define", "/dev/stdin", stdin=(
+        "<network><name>%s</name><bridge name='%s' stp='off' delay='0'/><ip address='%s.1' netmask='255.255.255.0'>"
+        "<dhcp><range start='%s.100' end='%s.199'/></dhcp></ip></network>" % (NET, BRIDGE, PREFIX, PREFIX, PREFIX)))
+    virsh("net-start", NET)
+    try:
+        for events in (True, False):
+            lat = [one_round(events) for _ in range(rounds)]
+            print("%-34s median %.3f s  (min %.3f, max %.3f, %d rounds)" % (
+                "ACPI power-off -> return, %s" % ("events" if events else "0.1 s polling"),
+                statistics.median(lat), min(lat), max(lat), rounds))
+    finally:
+        virsh("destroy", NAME)
+        virsh("undefine", NAME)
+        virsh("net-destroy", NET)
+        virsh("net-undefine", NET)
+        subprocess.run(["rm", "-rf", WORK], check=False)
+
+
+if __name__ == "__main__":
+    main()
