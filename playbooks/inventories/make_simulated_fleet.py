@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+# Copyright (c) hypervisor.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Write a simulated fleet of hypervisors: one libvirt test-driver host file per host.
+
+    python3 playbooks/inventories/make_simulated_fleet.py --hosts 32 --dir /tmp/hvl-fleet
+
+writes DIR/hosts/hvl-sim-hvNN.xml (libvirt's test driver "custom node" format:
+<node><cpu>…</cpu><memory>…</memory><domain type='test'>…</domain>…</node>),
+DIR/inventory.yml (group ``hypervisors``, each host with ``ansible_connection:
+local`` and ``libvirt_uri: test:///DIR/hosts/hvl-sim-hvNN.xml``) and
+DIR/expected.json (each host's shape: CPUs, memory, domains, what is in use),
+so a test can check the facts it gathered against the files.
+
+Every host has a different shape: 2 to 96 logical CPUs (sockets x cores x
+threads, some offline), 4 to 60 GiB, 0 to 6 domains, some running and some
+shut off. A test-driver URI is opened inside the process that uses it, so
+nothing touches a real libvirtd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from lxml import etree
+
+TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"  # <test:runstate> sets a domain's initial state
+VIR_DOMAIN_SHUTOFF = 5
+CPU_MODELS = ("Skylake-Server", "EPYC-Rome", "Cascadelake-Server", "Icelake-Server", "Haswell")
+
+
+def host_shape(i: int) -> dict:
+    """The shape of host number ``i`` (1-based): varied, and reproducible."""
+    sockets = 1 + i % 2
+    cores = (2, 4, 8, 12, 16, 24)[i % 6]
+    threads = 2 if i % 3 == 0 else 1
+    total = sockets * cores * threads
+    active = total - (i % 3 if total > 2 else 0)  # a few CPUs offline on some hosts
+    memory_mb = (4 + 4 * (i % 15)) * 1024
+    domains = []
+    for k in range(i % 7):
+        domains.append({
+            "name": "hvl-fleet-hv%02d-vm%d" % (i, k),
+            "vcpus": 1 + k % 4,
+            "memory_mb": 256 * (k + 1),
+            "running": k % 2 == 0,
+        })
+    return {
+        "sockets": sockets, "cores": cores, "threads": threads, "vcpu_total": active,
+        "mhz": 2000 + 100 * (i % 12), "model": CPU_MODELS[i % len(CPU_MODELS)],
+        "memory_mb_total": memory_mb, "domains": domains,
+    }
+
+
+def node_xml(shape: dict) -> bytes:
+    """The test driver's custom node file for one host."""
+    node = etree.Element("node")
+    cpu = etree.SubElement(node, "cpu")
+    for tag, value in (("mhz", shape["mhz"]), ("model", shape["model"]), ("nodes", 1),
+                       ("sockets", shape["sockets"]), ("cores", shape["cores"]),
+                       ("threads", shape["threads"]), ("active", shape["vcpu_total"])):
+        etree.SubElement(cpu, tag).text = str(value)
+    etree.SubElement(node, "memory").text = str(shape["memory_mb_total"] * 1024)  # KiB
+    for dom in shape["domains"]:
+        d = etree.SubElement(node, "domain", type="test", nsmap={"test": TEST_NS})
+        etree.SubElement(d, "name").text = dom["name"]
+        etree.SubElement(d, "memory", unit="MiB").text = str(dom["memory_mb"])
+        etree.SubElement(d, "vcpu").text = str(dom["vcpus"])
+        os_el = etree.SubElement(d, "os")
+        etree.SubElement(os_el, "type").text = "hvm"
+        if not dom["running"]:
+            etree.SubElement(d, "{%s}runstate" % TEST_NS).text = str(VIR_DOMAIN_SHUTOFF)
+    return etree.tostring(node, pretty_print=True, xml_declaration=True, encoding="UTF-8")
+
+
+def write_fleet(count: int, directory: str) -> dict:
+    """Write the host files, the inventory and the expected shapes; return the latter."""
+    directory = os.path.abspath(directory)
+    hosts_dir = os.path.join(directory, "hosts")
+    os.makedirs(hosts_dir, exist_ok=True)
+    expected = {}
+    for i in range(1, count + 1):
+        name = "hvl-sim-hv%02d" % i
+        shape = host_shape(i)
+        path = os.path.join(hosts_dir, name + ".xml")
+        with open(path, "wb") as f:
+            f.write(node_xml(shape))
+        running = [d for d in shape["domains"] if d["running"]]
+        expected[name] = {
+            "libvirt_uri": "test://" + path,
+            "vcpu_total": shape["vcpu_total"],
+            "memory_mb_total": shape["memory_mb_total"],
+            "cpu_topology": {"sockets": shape["sockets"], "cores": shape["cores"], "threads": shape["threads"]},
+            "domains": sorted(d["name"] for d in shape["domains"]),
+            "running": sorted(d["name"] for d in running),
+            "vcpu_used": sum(d["vcpus"] for d in running),
+            "memory_mb_used": sum(d["memory_mb"] for d in running),
+        }
+    inventory = {"all": {"children": {"hypervisors": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+        "hosts": {name: {"libvirt_uri": e["libvirt_uri"]} for name, e in expected.items()},
+    }}}}
+    with open(os.path.join(directory, "inventory.yml"), "w") as f:
+        f.write("# Generated by make_simulated_fleet.py: %d simulated hypervisors (libvirt test driver)\n" % count)
+        json.dump(inventory, f, indent=2)  # JSON is YAML
+        f.write("\n")
+    with open(os.path.join(directory, "expected.json"), "w") as f:
+        json.dump(expected, f, indent=1, sort_keys=True)
+    return expected
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Write a simulated fleet of libvirt test-driver hypervisors.")
+    ap.add_argument("--hosts", type=int, default=32, help="number of hypervisors (default 32)")
+    ap.add_argument("--dir", required=True, help="directory for hosts/, inventory.yml and expected.json")
+    opts = ap.parse_args()
+    if opts.hosts < 1 or opts.hosts > 99:
+        ap.error("--hosts must be between 1 and 99")
+    write_fleet(opts.hosts, opts.dir)
+    print("wrote %d hosts to %s (inventory: %s)" % (opts.hosts, os.path.abspath(opts.dir),
+                                                    os.path.join(os.path.abspath(opts.dir), "inventory.yml")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
