@@ -48,9 +48,9 @@ if [ -n "${HVL_KERNEL_DEB:-}" ]; then
 else
     meta=${HVL_KERNEL_META:-linux-image-cloud-amd64}
     kpkg=$(apt-cache depends "$meta" 2>/dev/null |
-           awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+           awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ && !n++ { print $2 }')
     [ -n "$kpkg" ] || die "cannot resolve the kernel package behind $meta (apt-get update?)"
-    kver=$(apt-cache policy "$kpkg" | awk '$1 == "Candidate:" { print $2; exit }')
+    kver=$(apt-cache policy "$kpkg" | awk '$1 == "Candidate:" && !n++ { print $2 }')
     [ -n "$kver" ] && [ "$kver" != "(none)" ] || die "no installable version of $kpkg"
 fi
 
@@ -81,7 +81,7 @@ else
     chmod 0700 "$tmp"
 fi
 dpkg -x "$deb" "$tmp/k"
-kdir=$(ls -d "$tmp"/k/lib/modules/* 2>/dev/null | head -n1)
+kdir=$(ls -d "$tmp"/k/lib/modules/* 2>/dev/null | sed -n 1p)
 [ -n "$kdir" ] || die "no /lib/modules in $deb"
 krel=$(basename "$kdir")
 vmlinuz="$tmp/k/boot/vmlinuz-$krel"
@@ -127,7 +127,7 @@ deps_of() {       # $1 = module name; prints direct+indirect deps, load order
         for d in "${out[@]}"; do d=${d%%.ko*}; echo "${d//-/_}"; done
     else
         copy_module "$1"
-        d=$("$busybox" strings "$root/lib/modules/$1.ko" | sed -n 's/^depends=//p' | head -n1)
+        d=$("$busybox" strings "$root/lib/modules/$1.ko" | sed -n 's/^depends=//p' | sed -n 1p)
         for d in ${d//,/ }; do deps_of "${d//-/_}"; echo "${d//-/_}"; done
     fi
 }

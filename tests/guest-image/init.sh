@@ -85,8 +85,13 @@ i=0
 while [ ! -e /dev/input/event0 ] && [ $i -lt 50 ]; do
     sleep 0.1; i=$((i + 1))
 done
-acpid -f -d -c /etc/acpi -a /etc/acpid.conf -M /etc/acpi.map \
-    >"$DAEMON_OUT" 2>&1 </dev/null &
+start_acpid() {
+    acpid -f -d -c /etc/acpi -a /etc/acpid.conf -M /etc/acpi.map \
+        >"$DAEMON_OUT" 2>&1 </dev/null &
+    acpid_pid=$!
+}
+start_acpid
+acpid_restarts=0
 
 # --- network ----------------------------------------------------------------
 ip link set lo up
@@ -103,10 +108,9 @@ stop_dhcp() {    # $1 = ifname
     rm -f "$S/$1.pid" "$S/$1.ip" "$S/$1.seen-ip"
 }
 
-list_ifs() {
+list_ifs() {       # NICs backed by a device (skips lo, tunnels, bridges)
     for d in /sys/class/net/*; do
-        n=${d##*/}
-        [ "$n" = lo ] || [ ! -e "$d" ] || echo "$n"
+        [ -e "$d/device" ] && echo "${d##*/}"
     done
 }
 
@@ -167,5 +171,10 @@ while :; do
     done
     known=$now
     check_ready
+    if [ $acpid_restarts -lt 5 ] && ! kill -0 "$acpid_pid" 2>/dev/null; then
+        acpid_restarts=$((acpid_restarts + 1))
+        note "acpid exited, restarting it ($acpid_restarts/5)"
+        start_acpid
+    fi
     sleep 1
 done

@@ -7,7 +7,9 @@
 #                                           (a bridge device or a libvirt
 #                                           network name), ns end = ADDR
 #   netns.sh down NAME                      remove it (idempotent, never fails)
-#   netns.sh exec NAME [--] CMD [ARG...]    run CMD inside NAME
+#   netns.sh exec NAME [--] CMD [ARG...]    run CMD inside NAME (a CMD missing
+#                                           on the host but provided by busybox,
+#                                           like ping, runs as busybox CMD)
 #
 # Inside the namespace the interface is called "veth0" (and lo is up).
 set -euo pipefail
@@ -24,7 +26,8 @@ shift 2
 # Host-side veth name: at most 15 characters, derived from NAME only.
 host_if="hvn$(printf '%s' "$name" | sha256sum | cut -c1-10)"
 
-ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx -- "$name"; }
+# (no `| grep -q` under pipefail: an early exit of grep fails the pipeline)
+ns_exists() { [ -e "/run/netns/$name" ] || [ -e "/var/run/netns/$name" ]; }
 
 case "$action" in
 up)
@@ -65,6 +68,11 @@ exec)
     [ "${1:-}" = "--" ] && shift
     [ $# -ge 1 ] || usage
     ns_exists || die "namespace $name does not exist"
+    # e.g. ping is often not installed: fall back to the busybox applet
+    if ! command -v "$1" >/dev/null && command -v busybox >/dev/null &&
+       grep -qx -- "$1" <(busybox --list); then
+        set -- busybox "$@"
+    fi
     exec ip netns exec "$name" "$@"
     ;;
 *)

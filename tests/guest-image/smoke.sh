@@ -10,6 +10,7 @@
 #   LIBVIRT_DEFAULT_URI    default qemu:///system
 #   HVL_GUEST_IMAGE_DIR    where build.sh puts the image (default /var/tmp/hvl-guest-image)
 #   HVL_SMOKE_KEEP_LOG=1   keep the work directory with console.log
+#   HVL_SMOKE_BOOT_TIMEOUT / _LINK_TIMEOUT / _SHUTDOWN_TIMEOUT   seconds (120/60/30)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,17 +24,15 @@ NS=hvl-smoke-client
 CLIENT_ADDR=$PREFIX.2/24
 MAC1=52:54:00:fb:00:01
 MAC2=52:54:00:fb:00:02
-BOOT_TIMEOUT=90
-LINK_TIMEOUT=30
-SHUTDOWN_TIMEOUT=30
+BOOT_TIMEOUT=${HVL_SMOKE_BOOT_TIMEOUT:-120}
+LINK_TIMEOUT=${HVL_SMOKE_LINK_TIMEOUT:-60}
+SHUTDOWN_TIMEOUT=${HVL_SMOKE_SHUTDOWN_TIMEOUT:-30}
 
 log() { printf '%s smoke: %s\n' "$(date +%T)" "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
 vsh() { virsh -q -c "$URI" "$@"; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-
-if command -v ping >/dev/null; then PING=(ping); else PING=(busybox ping); fi
 
 work=$(mktemp -d /var/tmp/hvl-smoke.XXXXXX)
 chmod 0755 "$work"
@@ -101,7 +100,14 @@ cat > "$work/net.xml" <<EOF
 </network>
 EOF
 vsh net-define "$work/net.xml" >/dev/null
-vsh net-start "$NET" >/dev/null
+# firewall setup can fail transiently while other tests change rules at the
+# same moment: a few bounded attempts, each error shown
+for attempt in 1 2 3; do
+    vsh net-start "$NET" >/dev/null && break
+    [ $attempt -lt 3 ] || fail "network $NET does not start"
+    log "net-start $NET failed (attempt $attempt/3), retrying"
+    sleep 2
+done
 
 # --- guest ----------------------------------------------------------------------
 cat > "$work/dom.xml" <<EOF
@@ -159,7 +165,7 @@ for port in 80 8080; do
         fail "unexpected page from $ip:$port: $body"
     log "http $ip:$port ok"
 done
-client "${PING[@]}" -c 2 -W 2 "$ip" >/dev/null || fail "ping $ip failed"
+client ping -c 2 -W 2 "$ip" >/dev/null || fail "ping $ip failed"
 log "ping $ip ok"
 
 # --- NIC hot-plug / unplug -------------------------------------------------------
@@ -171,7 +177,7 @@ log "hot-plug seen: $up"
 linkip=$(wait_for "^HVL-LINK-IP $ifname " "$LINK_TIMEOUT" "$from")
 ip2=$(awk '{print $3}' <<<"$linkip")
 log "hot-plugged $ifname got $ip2"
-client "${PING[@]}" -c 2 -W 2 "$ip2" >/dev/null || fail "ping $ip2 ($ifname) failed"
+client ping -c 2 -W 2 "$ip2" >/dev/null || fail "ping $ip2 ($ifname) failed"
 log "ping $ip2 ok"
 
 from=$(console_lines)
