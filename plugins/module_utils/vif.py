@@ -324,11 +324,12 @@ class LibvirtVIFDriver:
         if config == "live":
             if not active:
                 raise OperationFailed("domain '%s' is not running: there is no live configuration to change "
-                                      "(use config: persistent or both)" % guest.name)
+                                      "(use config: persistent or both)" % guest.name, uri=guest.host.uri)
             return True, False
         if config == "persistent":
             if not persistent:
-                raise OperationFailed("domain '%s' is transient: it has no persistent configuration" % guest.name)
+                raise OperationFailed("domain '%s' is transient: it has no persistent configuration" % guest.name,
+                                      uri=guest.host.uri)
             return False, True
         if config != "both":
             raise InvalidSpec("config", "must be live, persistent or both, got %r" % config)
@@ -384,8 +385,8 @@ class LibvirtVIFDriver:
         source = match.get("source")
         if isinstance(source, dict):
             source = source.get("network") or source.get("bridge") or source.get("dev")
-        if not match.get("mac") and not source:
-            raise InvalidSpec(path, "to remove an interface, give its mac or its source")
+        if not match.get("mac") and not source and itype not in ("ethernet", "user"):
+            raise InvalidSpec(path, "to remove an interface, give its mac, or its type and source")
         docs = self.current(guest, live, persistent)
         found = {w: find_interface(d, mac=match.get("mac"), itype=itype if not match.get("mac") else None,
                                    source=source, path=path) for w, d in docs.items()}
