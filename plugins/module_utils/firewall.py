@@ -1,0 +1,629 @@
+# Copyright (c) hypervisor.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""NWFilterFirewall: libvirt network filters, given a Host (the blueprint's last work item).
+
+Structured rules become nwfilter XML (built with lxml and checked against
+libvirt's ``nwfilter.rng``); filters are defined idempotently (the UUID kept,
+compared semantically), removed only when nothing uses them, and the per-guest
+base filter nova's firewall set up is one call. No Ansible imports: the module
+reads its parameters and passes plain values here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
+    InvalidSpec,
+    NotFound,
+    OperationFailed,
+)
+
+ACTIONS = ("drop", "reject", "accept", "return", "continue")
+DIRECTIONS = ("in", "out", "inout")
+RULE_KEYS = ("action", "direction", "priority", "statematch")
+DEFAULT_RULE_PRIORITY = 500
+
+# Default filter priority by chain prefix, as libvirt assigns it (root: 0, not printed).
+CHAIN_PRIORITIES = (("stp", -810), ("mac", -800), ("vlan", -750), ("ipv4", -700),
+                    ("ipv6", -600), ("arp", -500), ("rarp", -400))
+
+# Attribute groups, named after the defines of libvirt's nwfilter.rng.
+_MATCH = ("match",)
+_SRCMAC = ("srcmacaddr",)
+_SRCMACMASK = _SRCMAC + ("srcmacmask",)
+_L2 = _SRCMACMASK + ("dstmacaddr", "dstmacmask")
+_IP_P1 = ("srcipaddr", "srcipmask", "dstipaddr", "dstipmask")
+_IP_P2 = ("srcipfrom", "srcipto", "dstipfrom", "dstipto", "dscp", "connlimit-above", "state",
+          "ipset", "ipsetflags")
+_IPV6_P2 = ("srcipfrom", "srcipto", "dstipfrom", "dstipto", "dscp")
+_PORTS = ("srcportstart", "srcportend", "dstportstart", "dstportend")
+_COMMENT = ("comment",)
+_STP = ("type", "flags", "root-priority", "root-priority-hi", "root-address", "root-address-mask",
+        "root-cost", "root-cost-hi", "sender-priority", "sender-priority-hi", "sender-address",
+        "sender-address-mask", "port", "port-hi", "age", "age-hi", "max-age", "max-age-hi",
+        "hello-time", "hello-time-hi", "forward-delay", "forward-delay-hi")
+_ARP = ("arpsrcmacaddr", "arpsrcipaddr", "arpdstmacaddr", "arpdstipaddr", "hwtype", "opcode",
+        "protocoltype", "gratuitous")
+_L4 = _MATCH + _SRCMAC + _IP_P1 + _IP_P2
+_L4V6 = _MATCH + _SRCMAC + _IP_P1 + _IPV6_P2
+
+# protocol element -> the attributes nwfilter.rng allows on it
+PROTOCOLS: dict[str, tuple[str, ...]] = {
+    "mac": _MATCH + _L2 + ("protocolid",) + _COMMENT,
+    "vlan": _MATCH + _L2 + ("vlanid", "encap-protocol") + _COMMENT,
+    "stp": _MATCH + _SRCMACMASK + _STP + _COMMENT,
+    "arp": _MATCH + _L2 + _ARP + _COMMENT,
+    "rarp": _MATCH + _L2 + _ARP + _COMMENT,
+    "ip": _MATCH + _L2 + _IP_P1 + _PORTS + ("protocol", "dscp") + _COMMENT,
+    "ipv6": _MATCH + _L2 + _IP_P1 + _PORTS + ("protocol", "type", "typeend", "code", "codeend") + _COMMENT,
+    "tcp": _L4 + _PORTS + ("flags",) + _COMMENT,
+    "udp": _L4 + _PORTS + _COMMENT,
+    "sctp": _L4 + _PORTS + _COMMENT,
+    "icmp": _L4 + ("type", "code") + _COMMENT,
+    "igmp": _L4 + _COMMENT,
+    "all": _L4 + _COMMENT,
+    "esp": _L4 + _COMMENT,
+    "ah": _L4 + _COMMENT,
+    "udplite": _L4 + _COMMENT,
+    "tcp-ipv6": _L4V6 + _PORTS + ("flags",) + _COMMENT,
+    "udp-ipv6": _L4V6 + _PORTS + _COMMENT,
+    "sctp-ipv6": _L4V6 + _PORTS + _COMMENT,
+    "icmpv6": _L4V6 + ("type", "code") + _COMMENT,
+    "all-ipv6": _L4V6 + _COMMENT,
+    "esp-ipv6": _L4V6 + _COMMENT,
+    "ah-ipv6": _L4V6 + _COMMENT,
+    "udplite-ipv6": _L4V6 + _COMMENT,
+}
+
+# Symbolic values libvirt accepts for numeric fields, so "ipv4" equals 0x0800.
+_ETHER_TYPES = {"ipv4": 0x0800, "arp": 0x0806, "rarp": 0x8035, "ipv6": 0x86DD, "vlan": 0x8100}
+_IP_PROTOCOLS = {"icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "esp": 50, "ah": 51, "icmpv6": 58,
+                 "sctp": 132, "udplite": 136}
+_SYMBOLS = {"protocolid": _ETHER_TYPES, "encap-protocol": _ETHER_TYPES, "protocol": _IP_PROTOCOLS}
+_BOOLEANS = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
+_CASE_SENSITIVE = ("comment", "ipset")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_PARAM_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
+_PARAM_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:]+$")
+
+
+def chain_default_priority(chain: str | None) -> int:
+    """The priority libvirt gives a filter whose ``priority`` is not set."""
+    for prefix, prio in CHAIN_PRIORITIES:
+        if chain and chain.startswith(prefix):
+            return prio
+    return 0
+
+
+def _attr_name(key: str) -> str:
+    """snake_case keys (connlimit_above) are accepted for libvirt's hyphenated names."""
+    return str(key).replace("_", "-")
+
+
+def _key_name(attr: str) -> str:
+    return attr.replace("-", "_")
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _check_filter_name(name: Any, path: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InvalidSpec(path, "%r is not a valid filter name (letters, digits, '_', '-', '.'; "
+                                "not starting with a digit or '-')" % (name,))
+    return name
+
+
+def _check_rule(rule: Any, path: str) -> tuple[str | None, dict[str, Any]]:
+    """Validate one structured rule's keys; return (protocol, attributes)."""
+    if not isinstance(rule, dict):
+        raise InvalidSpec(path, "a rule is a dict with action, direction and one protocol")
+    protocol = None
+    for key in rule:
+        if key in RULE_KEYS:
+            continue
+        proto = str(key).replace("_", "-")
+        if proto not in PROTOCOLS:
+            raise InvalidSpec("%s.%s" % (path, key), "unknown rule key or protocol; allowed keys: %s; "
+                              "protocols: %s" % (", ".join(RULE_KEYS), ", ".join(PROTOCOLS)))
+        if protocol is not None:
+            raise InvalidSpec("%s.%s" % (path, key), "a rule matches one protocol, it already has %s"
+                              % protocol)
+        protocol = proto
+    for key, allowed in (("action", ACTIONS), ("direction", DIRECTIONS)):
+        if rule.get(key) not in allowed:
+            raise InvalidSpec("%s.%s" % (path, key), "%r is not one of %s" % (rule.get(key), ", ".join(allowed)))
+    prio = rule.get("priority")
+    if prio is not None and (isinstance(prio, bool) or not str(prio).lstrip("-").isdigit()
+                             or not -1000 <= int(prio) <= 1000):
+        raise InvalidSpec("%s.priority" % path, "%r is not an integer from -1000 to 1000" % (prio,))
+    attrs: dict[str, Any] = {}
+    if protocol is not None:
+        raw = rule[next(k for k in rule if k not in RULE_KEYS)]
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise InvalidSpec("%s.%s" % (path, protocol), "the match attributes are a dict")
+        allowed = PROTOCOLS[protocol]
+        for key, value in raw.items():
+            name = _attr_name(key)
+            if name not in allowed:
+                raise InvalidSpec("%s.%s.%s" % (path, protocol, key), "unknown attribute for %s; allowed: %s"
+                                  % (protocol, ", ".join(_key_name(a) for a in allowed)))
+            if value is None:
+                continue
+            attrs[name] = value
+    return protocol, attrs
+
+
+def _statematch_text(value: Any) -> str | None:
+    """libvirt only knows statematch='false'; true is the default and left out."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return None if value else "false"
+    return None if _BOOLEANS.get(str(value).strip().lower(), True) else "false"
+
+
+def _params_items(parameters: Any, path: str) -> list[tuple[str, str]]:
+    """{'IP': ['10.0.0.1', '10.0.0.2']} -> repeated <parameter> pairs, checked."""
+    if parameters is None:
+        return []
+    if not isinstance(parameters, dict):
+        raise InvalidSpec(path, "parameters are a dict of name: value (or list of values)")
+    items = []
+    for name, value in parameters.items():
+        if not _PARAM_NAME_RE.match(str(name)):
+            raise InvalidSpec("%s.%s" % (path, name), "a parameter name has letters, digits and '_' only")
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for i, v in enumerate(values):
+            text = _value_text(v)
+            if not _PARAM_VALUE_RE.match(text):
+                sub = "%s.%s" % (path, name) + ("[%d]" % i if isinstance(value, (list, tuple)) else "")
+                raise InvalidSpec(sub, "%r: a parameter value has letters, digits, '_', '.' and ':' only" % text)
+            items.append((str(name), text))
+    return items
+
+
+def _normalise_filterrefs(filterrefs: Any, path: str = "filterrefs") -> list[dict[str, Any]]:
+    """Accept 'name' or {filter, parameters}; give [{filter, parameters}]."""
+    if filterrefs is None:
+        return []
+    if not isinstance(filterrefs, (list, tuple)):
+        raise InvalidSpec(path, "a list of filter names or {filter, parameters} dicts")
+    out = []
+    for i, ref in enumerate(filterrefs):
+        p = "%s[%d]" % (path, i)
+        if isinstance(ref, str):
+            ref = {"filter": ref}
+        if not isinstance(ref, dict):
+            raise InvalidSpec(p, "a filter name or a dict with filter and parameters")
+        unknown = set(ref) - {"filter", "parameters"}
+        if unknown:
+            raise InvalidSpec("%s.%s" % (p, sorted(unknown)[0]), "unknown key; allowed: filter, parameters")
+        _check_filter_name(ref.get("filter"), "%s.filter" % p)
+        _params_items(ref.get("parameters"), "%s.parameters" % p)
+        out.append({"filter": ref["filter"], "parameters": ref.get("parameters") or {}})
+    return out
+
+
+def _build(name: str, rules: list, filterrefs: list, chain: str | None, priority: Any,
+           uuid: str | None) -> Any:
+    root = etree.Element("filter")
+    root.set("name", name)
+    if chain is not None:
+        root.set("chain", str(chain))
+    if priority is not None:
+        root.set("priority", _value_text(priority))
+    if uuid:
+        xmlutil.sub(root, "uuid", text=uuid)
+    for i, ref in enumerate(filterrefs):
+        el = xmlutil.sub(root, "filterref", {"filter": ref["filter"]})
+        for pname, pvalue in _params_items(ref.get("parameters"), "filterrefs[%d].parameters" % i):
+            xmlutil.sub(el, "parameter", {"name": pname, "value": pvalue})
+    for i, rule in enumerate(rules):
+        protocol, attrs = _check_rule(rule, "rules[%d]" % i)
+        el = xmlutil.sub(root, "rule", {"action": rule["action"], "direction": rule["direction"],
+                                        "priority": rule.get("priority"),
+                                        "statematch": _statematch_text(rule.get("statematch"))})
+        if protocol is not None:
+            xmlutil.sub(el, protocol, {k: _value_text(v) for k, v in attrs.items()})
+    return root
+
+
+def _locate_schema_error(root: Any) -> None:
+    """After the whole filter failed nwfilter.rng, find the rule and attribute to name."""
+    for i, rule in enumerate(root.findall("rule")):
+        proto = next(iter(rule), None)
+        probe = etree.Element("filter", name="probe")
+        probe.append(etree.fromstring(etree.tostring(rule)))
+        try:
+            _validate(probe, "probe")
+            continue
+        except InvalidSpec:
+            pass
+        if proto is not None:
+            for attr, value in proto.attrib.items():
+                one = etree.Element("filter", name="probe")
+                r = xmlutil.sub(one, "rule", {"action": "drop", "direction": "in"})
+                xmlutil.sub(r, proto.tag, {attr: value})
+                try:
+                    xmlutil.validate(one, "nwfilter")
+                except InvalidSpec:
+                    raise InvalidSpec("rules[%d].%s.%s" % (i, proto.tag, _key_name(attr)),
+                                      "%r is not a valid value for %s (see libvirt's nwfilter.rng)"
+                                      % (value, attr))
+        for attr in ("priority", "statematch"):
+            if rule.get(attr) is not None:
+                raise InvalidSpec("rules[%d].%s" % (i, attr), "%r is not valid for libvirt" % rule.get(attr))
+    for attr in ("chain", "priority"):
+        if root.get(attr) is not None:
+            probe = etree.Element("filter", name="probe")
+            probe.set(attr, root.get(attr))
+            try:
+                xmlutil.validate(probe, "nwfilter")
+            except InvalidSpec:
+                raise InvalidSpec(attr, "%r is not valid (chain: root or mac, stp, vlan, arp, rarp, ipv4, "
+                                        "ipv6 with an optional suffix; priority: -1000..1000)" % root.get(attr))
+
+
+def filter_config(name: str, rules: list | None = None, filterrefs: list | None = None,
+                  chain: str | None = None, priority: int | None = None, uuid: str | None = None) -> Any:
+    """Structured rules -> a validated <filter> element; bad input names its path."""
+    _check_filter_name(name, "name")
+    if rules is not None and not isinstance(rules, (list, tuple)):
+        raise InvalidSpec("rules", "a list of rules")
+    root = _build(name, list(rules or []), _normalise_filterrefs(filterrefs), chain, priority, uuid)
+    try:
+        _validate(root, name)
+    except InvalidSpec:
+        _locate_schema_error(root)
+        raise
+    return root
+
+
+def _validate(root: Any, name: str) -> None:
+    """nwfilter.rng check; stp's attributes one by one (libxml2 takes exponential time on them)."""
+    stps = root.findall("rule/stp")
+    if not stps:
+        xmlutil.validate(root, "nwfilter", "nwfilter '%s'" % name)
+        return
+    bare = etree.fromstring(etree.tostring(root))
+    for stp in bare.findall("rule/stp"):
+        for attr in list(stp.attrib):
+            del stp.attrib[attr]
+    xmlutil.validate(bare, "nwfilter", "nwfilter '%s'" % name)
+    for stp in stps:
+        for attr, value in stp.attrib.items():
+            probe = etree.Element("filter", name="probe")
+            xmlutil.sub(xmlutil.sub(probe, "rule", {"action": "drop", "direction": "in"}), "stp", {attr: value})
+            xmlutil.validate(probe, "nwfilter", "nwfilter '%s'" % name)
+
+
+def filter_xml(name: str, rules: list | None = None, filterrefs: list | None = None,
+               chain: str | None = None, priority: int | None = None, uuid: str | None = None) -> str:
+    """filter_config serialised as libvirt prints it."""
+    return xmlutil.to_string(filter_config(name, rules, filterrefs, chain, priority, uuid))
+
+
+def parse_filter(xml: str | Any) -> dict[str, Any]:
+    """nwfilter XML -> the structured form filter_config takes (plus uuid)."""
+    root = xmlutil.parse(xml, "xml") if isinstance(xml, (str, bytes)) else xml
+    if root.tag != "filter":
+        raise InvalidSpec("xml", "the root element of an nwfilter is <filter>, not <%s>" % root.tag)
+    prio = root.get("priority")
+    spec: dict[str, Any] = {
+        "name": root.get("name"),
+        "uuid": root.findtext("uuid"),
+        "chain": root.get("chain"),
+        "priority": int(prio) if prio is not None and prio.lstrip("-").isdigit() else prio,
+        "filterrefs": [],
+        "rules": [],
+    }
+    for child in root:
+        if child.tag == "filterref":
+            params: dict[str, Any] = {}
+            for p in child.findall("parameter"):
+                key, value = p.get("name"), p.get("value")
+                if key in params:
+                    params[key] = (params[key] if isinstance(params[key], list) else [params[key]]) + [value]
+                else:
+                    params[key] = value
+            spec["filterrefs"].append({"filter": child.get("filter"), "parameters": params})
+        elif child.tag == "rule":
+            rule: dict[str, Any] = {"action": child.get("action"), "direction": child.get("direction")}
+            if child.get("priority") is not None:
+                rule["priority"] = int(child.get("priority"))
+            if child.get("statematch") is not None:
+                rule["statematch"] = _BOOLEANS.get(child.get("statematch").strip().lower(), True)
+            proto = next((c for c in child if isinstance(c.tag, str)), None)
+            if proto is not None:
+                rule[proto.tag] = {_key_name(k): v for k, v in proto.attrib.items()}
+            spec["rules"].append(rule)
+    return spec
+
+
+def _norm_value(attr: str, value: Any) -> Any:
+    """One attribute value in a comparable form: case, whitespace, hex/decimal, symbols."""
+    if isinstance(value, bool):
+        value = "yes" if value else "no"
+    text = str(value).strip()
+    if text.startswith("$"):
+        return re.sub(r"\s+", "", text)
+    if attr in _CASE_SENSITIVE:
+        return text
+    low = text.lower()
+    if attr in _SYMBOLS and low in _SYMBOLS[attr]:
+        return _SYMBOLS[attr][low]
+    if attr in ("match", "gratuitous") and low in _BOOLEANS:
+        return _BOOLEANS[low]
+    try:
+        return int(low, 16) if low.startswith("0x") else int(low)
+    except ValueError:
+        return low
+
+
+def canonical_filter(spec: dict[str, Any]) -> dict[str, Any]:
+    """A structured filter with libvirt's defaults filled in, for semantic comparison (no uuid)."""
+    chain = spec.get("chain") or "root"
+    prio = spec.get("priority")
+    refs = []
+    for ref in _normalise_filterrefs(spec.get("filterrefs")):
+        params = sorted((k, _value_text(v)) for k, v in _params_items(ref.get("parameters"), "parameters"))
+        refs.append((ref["filter"], tuple(params)))
+    rules = []
+    for i, rule in enumerate(spec.get("rules") or []):
+        protocol, attrs = _check_rule(rule, "rules[%d]" % i)
+        rules.append((
+            rule["action"], rule["direction"],
+            int(rule["priority"]) if rule.get("priority") is not None else DEFAULT_RULE_PRIORITY,
+            _statematch_text(rule.get("statematch")) is None,
+            protocol,
+            tuple(sorted((k, _norm_value(k, v)) for k, v in attrs.items())),
+        ))
+    return {
+        "name": spec.get("name"),
+        "chain": chain,
+        "priority": int(prio) if prio is not None else chain_default_priority(chain),
+        "filterrefs": refs,
+        "rules": rules,
+    }
+
+
+def filters_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two structured filters mean the same to libvirt (uuid ignored)."""
+    return canonical_filter(a) == canonical_filter(b)
+
+
+def _refs_of(xml: str) -> list[str]:
+    return [r.get("filter") for r in xmlutil.parse(xml).findall("filterref")]
+
+
+class NWFilterFirewall:
+    """libvirt network filters through one Host: build, define, undefine, who uses what."""
+
+    def __init__(self, host: Any, prefix: str = "hvl-instance") -> None:
+        self._host = host
+        self.prefix = prefix
+
+    @property
+    def host(self) -> Any:
+        return self._host
+
+    # ------------------------------------------------------------------ building (no connection)
+    filter_config = staticmethod(filter_config)
+    filter_xml = staticmethod(filter_xml)
+    parse_filter = staticmethod(parse_filter)
+
+    # ------------------------------------------------------------------ reading
+    def _lookup(self, name: str) -> Any | None:
+        try:
+            return self._host.call("looking up nwfilter '%s'" % name, lambda c: c.nwfilterLookupByName(name))
+        except NotFound:
+            return None
+
+    def filter_exists(self, name: str) -> bool:
+        return self._lookup(name) is not None
+
+    def get_filter_xml(self, name: str) -> str | None:
+        """The filter's XML as libvirt holds it, or None if there is no such filter."""
+        nwf = self._lookup(name)
+        if nwf is None:
+            return None
+        return self._host.call("reading nwfilter '%s'" % name, lambda _c: nwf.XMLDesc(0))
+
+    def list_filters(self) -> dict[str, str]:
+        """Every filter's XML by name, from one listing."""
+        filters = self._host.call("listing nwfilters", lambda c: c.listAllNWFilters(0))
+        return {f.name(): self._host.call("reading nwfilter '%s'" % f.name(), lambda _c, f=f: f.XMLDesc(0))
+                for f in filters}
+
+    def missing_filterrefs(self, filterrefs: list | None) -> list[str]:
+        """Referenced filters that do not exist (checked before anything is defined)."""
+        return [ref["filter"] for ref in _normalise_filterrefs(filterrefs) if not self.filter_exists(ref["filter"])]
+
+    # ------------------------------------------------------------------ define / undefine
+    def _define(self, xml: str, check_mode: bool) -> None:
+        """The one mutating call of define_filter; does nothing in check mode."""
+        if check_mode:
+            return
+        flags = getattr(libvirt, "VIR_NWFILTER_DEFINE_VALIDATE", 0)
+
+        def define(conn: Any) -> Any:
+            if hasattr(conn, "nwfilterDefineXMLFlags"):
+                return conn.nwfilterDefineXMLFlags(xml, flags)
+            return conn.nwfilterDefineXML(xml)  # pragma: no cover - libvirt < 7.7
+        self._host.call("defining nwfilter", define)
+
+    def define_filter(self, name: str, rules: list | None = None, filterrefs: list | None = None,
+                      chain: str | None = None, priority: int | None = None, xml: str | None = None,
+                      check_mode: bool = False, check_refs: bool = True) -> tuple[bool, str | None, str]:
+        """Make the filter exist as described; returns (changed, before_xml, after_xml).
+
+        ``xml`` replaces the structured arguments. An existing filter keeps its
+        UUID and is only redefined when it differs semantically. Filters named
+        in filterrefs must exist (``check_refs``), checked before any change.
+        """
+        if xml is not None:
+            el = xmlutil.parse(xml, "xml")
+            xmlutil.validate(el, "nwfilter", "xml")
+            spec = parse_filter(el)
+            if name and spec["name"] != name:
+                raise InvalidSpec("xml", "the XML defines filter '%s', not '%s'" % (spec["name"], name))
+            name = spec["name"]
+            rules, filterrefs, chain, priority = spec["rules"], spec["filterrefs"], spec["chain"], spec["priority"]
+        desired = {"name": name, "rules": rules or [], "filterrefs": filterrefs or [],
+                   "chain": chain, "priority": priority}
+        element = filter_config(name, rules, filterrefs, chain, priority)  # validates, names bad paths
+        if check_refs:
+            missing = [f for f in self.missing_filterrefs(filterrefs) if f != name]
+            if missing:
+                raise InvalidSpec("filterrefs", "filter(s) %s do not exist on %s; define them first"
+                                  % (", ".join("'%s'" % m for m in missing), self._host.uri))
+        before = self.get_filter_xml(name)
+        if before is not None:
+            current = parse_filter(before)
+            if filters_equal(desired, current):
+                return False, before, before
+            element = filter_config(name, rules, filterrefs, chain, priority, uuid=current["uuid"])
+        after = xmlutil.to_string(element)
+        self._define(after, check_mode)
+        if not check_mode:
+            after = self.get_filter_xml(name) or after
+        return True, before, after
+
+    def filter_users(self, name: str, filters: dict[str, str] | None = None) -> list[dict[str, str]]:
+        """Who uses filter ``name``: other filters' filterrefs, running guests' bindings, defined guests.
+
+        A binding or guest counts when it references the filter directly or
+        through a chain of filterrefs. Each user is {kind, name, detail}.
+        """
+        filters = self.list_filters() if filters is None else filters
+        refs = {fname: _refs_of(fxml) for fname, fxml in filters.items()}
+        # every filter whose evaluation reaches `name`
+        reaching = {name}
+        grew = True
+        while grew:
+            grew = False
+            for fname, targets in refs.items():
+                if fname not in reaching and reaching.intersection(targets):
+                    reaching.add(fname)
+                    grew = True
+        users: list[dict[str, str]] = []
+        for fname, targets in sorted(refs.items()):
+            if fname != name and name in targets:
+                users.append({"kind": "filter", "name": fname, "detail": "filter '%s' references it" % fname})
+        running: set[str] = set()
+        for binding in self._host.call("listing nwfilter bindings", lambda c: c.listAllNWFilterBindings(0)):
+            bxml = xmlutil.parse(self._host.call("reading an nwfilter binding", lambda _c, b=binding: b.XMLDesc(0)))
+            bfilter = bxml.find("filterref").get("filter") if bxml.find("filterref") is not None else None
+            if bfilter in reaching:
+                owner = bxml.findtext("owner/name") or "?"
+                running.add(owner)
+                via = "" if bfilter == name else " via filter '%s'" % bfilter
+                users.append({"kind": "binding", "name": owner,
+                              "detail": "running domain '%s' interface %s%s"
+                                        % (owner, bxml.findtext("portdev") or binding.portDev(), via)})
+        flags = libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT
+        for dom in self._host.call("listing domains", lambda c: c.listAllDomains(flags)):
+            dname = dom.name()
+            if dname in running:
+                continue
+            dxml = xmlutil.parse(self._host.call("reading domain '%s'" % dname,
+                                                 lambda _c, d=dom: d.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)))
+            hits = [f.get("filter") for f in dxml.findall("devices/interface/filterref") if f.get("filter") in reaching]
+            if hits:
+                via = "" if name in hits else " via filter '%s'" % hits[0]
+                users.append({"kind": "domain", "name": dname,
+                              "detail": "defined domain '%s' (an interface's filterref%s)" % (dname, via)})
+        return users
+
+    def filter_in_use(self, name: str) -> list[str]:
+        """Readable descriptions of everything that uses the filter (empty: free to remove)."""
+        return [u["detail"] for u in self.filter_users(name)]
+
+    def _undefine(self, nwf: Any, name: str, check_mode: bool) -> None:
+        """The one mutating call of undefine_filter; does nothing in check mode."""
+        if not check_mode:
+            self._host.call("removing nwfilter '%s'" % name, lambda _c: nwf.undefine())
+
+    def undefine_filter(self, name: str, force: bool = False,
+                        check_mode: bool = False) -> tuple[bool, str | None]:
+        """Remove the filter unless something uses it; returns (changed, before_xml).
+
+        ``force`` removes it although other filters or defined domains refer
+        to it; libvirt itself still refuses while a running guest's binding uses it.
+        """
+        nwf = self._lookup(name)
+        if nwf is None:
+            return False, None
+        before = self._host.call("reading nwfilter '%s'" % name, lambda _c: nwf.XMLDesc(0))
+        users = self.filter_users(name)
+        if users and not force:
+            raise OperationFailed("nwfilter '%s' on %s is in use by %s; remove those references first or set force"
+                                  % (name, self._host.uri, "; ".join(u["detail"] for u in users)), uri=self._host.uri)
+        try:
+            self._undefine(nwf, name, check_mode)
+        except OperationFailed as exc:
+            if users:
+                raise OperationFailed("%s (libvirt refuses to remove a filter running guests use, even with force)"
+                                      % exc.msg, uri=exc.uri, code=exc.code)
+            raise
+        return True, before
+
+    # ------------------------------------------------------------------ nova's per-guest filters
+    def instance_filter_name(self, guest_name: str, mac: str | None = None) -> str:
+        """The per-guest (per-interface when ``mac`` is given) filter name, a valid NCName."""
+        base = re.sub(r"[^A-Za-z0-9_.\-]", "_", guest_name)
+        name = "%s-%s" % (self.prefix, base)
+        if mac:
+            name += "-" + mac.replace(":", "").lower()
+        return name
+
+    def instance_filter_spec(self, guest_name: str, mac: str | None = None, ip: Any = None,
+                             allow_dhcp: bool = True, dhcp_server: str | None = None,
+                             rules: list | None = None, filterrefs: list | None = None) -> dict[str, Any]:
+        """The base filter nova's firewall gave each guest, as a structured spec.
+
+        clean-traffic (no MAC/IP/ARP spoofing; ``ip``: the addresses the guest
+        may use, one or a list, learned when omitted), DHCP allowed (from any
+        server, or only ``dhcp_server``), then extra filterrefs and the guest's own rules.
+        """
+        refs: list[dict[str, Any]] = []
+        ips = [ip] if isinstance(ip, str) else list(ip or [])
+        refs.append({"filter": "clean-traffic", "parameters": {"IP": ips} if ips else {}})
+        if allow_dhcp:
+            if dhcp_server:
+                refs.append({"filter": "allow-dhcp-server", "parameters": {"DHCPSERVER": dhcp_server}})
+            else:
+                refs.append({"filter": "allow-dhcp", "parameters": {}})
+        refs.extend(_normalise_filterrefs(filterrefs))
+        return {"name": self.instance_filter_name(guest_name, mac), "chain": "root",
+                "filterrefs": refs, "rules": list(rules or [])}
+
+    def setup_basic_filtering(self, guest_name: str, mac: str | None = None, ip: Any = None,
+                              allow_dhcp: bool = True, dhcp_server: str | None = None,
+                              rules: list | None = None, filterrefs: list | None = None,
+                              check_mode: bool = False) -> dict[str, Any]:
+        """Define the guest's base filter; returns {name, changed, before, after}.
+
+        Point the guest's interface at it with ``<filterref filter='{name}'/>``.
+        """
+        spec = self.instance_filter_spec(guest_name, mac, ip, allow_dhcp, dhcp_server, rules, filterrefs)
+        changed, before, after = self.define_filter(spec["name"], spec["rules"], spec["filterrefs"],
+                                                    spec["chain"], check_mode=check_mode)
+        return {"name": spec["name"], "changed": changed, "before": before, "after": after}
+
+    def unfilter_instance(self, guest_name: str, mac: str | None = None, force: bool = False,
+                          check_mode: bool = False) -> dict[str, Any]:
+        """Remove the guest's base filter (after the guest stopped using it)."""
+        name = self.instance_filter_name(guest_name, mac)
+        changed, before = self.undefine_filter(name, force=force, check_mode=check_mode)
+        return {"name": name, "changed": changed, "before": before, "after": None}
