@@ -155,7 +155,11 @@ def timing_playbook(rounds: int) -> list[dict[str, Any]]:
         for group in order:
             for key in group:
                 module, args = MODULE_TASKS[key]
-                tasks.append(task("r%d:%s" % (r, key), module, **args))
+                t = task("r%d:%s" % (r, key), module, **args)
+                # other engineers' domains come and go on the shared daemon; community.libvirt's
+                # info fails when one vanishes between its listing and its lookup: drop that round
+                t["ignore_errors"] = True
+                tasks.append(t)
     return [{"name": "host_facts benchmark (timing)", "hosts": "localhost", "gather_facts": False,
              "tasks": tasks}]
 
@@ -224,12 +228,15 @@ def count_rpc(path: str) -> tuple[int, dict[str, int]]:
 # ---------------------------------------------------------------- analysis
 def analyse(times: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
     by_round: dict[int, dict[str, float]] = {}
+    failed_rounds: set[int] = set()
     for t in times:
-        if not t["ok"]:
-            raise RuntimeError("task %s failed" % t["task"])
         r, key = t["task"].split(":", 1)
         by_round.setdefault(int(r[1:]), {})[key] = t["seconds"]
-    measured = [by_round[r] for r in range(1, rounds + 1)]
+        if not t["ok"]:
+            failed_rounds.add(int(r[1:]))
+    measured = [by_round[r] for r in range(1, rounds + 1) if r not in failed_rounds]
+    if not measured:
+        raise RuntimeError("every round had a failed task")
     ours = [m["ours"] - m["ping"] for m in measured]
     peer = [m["peer_info"] + m["peer_nodeinfo"] - 2 * m["ping"] for m in measured]
     return {
@@ -240,6 +247,7 @@ def analyse(times: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
         "peer_above_floor_s": statistics.median(peer),
         "ours_above_floor_all": ours,
         "peer_above_floor_all": peer,
+        "rounds_dropped": sorted(failed_rounds),
         "raw": measured,
     }
 
@@ -290,8 +298,17 @@ def main() -> int:
             row.update(analyse(times, opts.rounds))
             logdir = os.path.join(outdir, "rpc-%d" % size)
             os.makedirs(logdir, exist_ok=True)
-            run_playbook(rpc_playbook(logdir, size), os.path.join(outdir, "rpc-%d.yml" % size),
-                         os.path.join(outdir, "rpc-times-%d.jsonl" % size))
+            for attempt in (1, 2, 3):  # the peer can trip over others' domains vanishing: try again
+                for name in os.listdir(logdir):
+                    os.unlink(os.path.join(logdir, name))
+                try:
+                    run_playbook(rpc_playbook(logdir, size), os.path.join(outdir, "rpc-%d.yml" % size),
+                                 os.path.join(outdir, "rpc-times-%d-%d.jsonl" % (size, attempt)))
+                    break
+                except RuntimeError:
+                    if attempt == 3:
+                        raise
+                    log("RPC count run failed, trying again")
             row["ours_rpc"], row["ours_rpc_procs"] = count_rpc(os.path.join(logdir, "ours.log"))
             info_n, info_p = count_rpc(os.path.join(logdir, "peer_info.log"))
             node_n, node_p = count_rpc(os.path.join(logdir, "peer_nodeinfo.log"))

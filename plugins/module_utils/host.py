@@ -16,7 +16,7 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
@@ -27,7 +27,21 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     is_connection_error,
     translate,
 )
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest, STATE_NAMES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest
+
+# virDomainState -> name; the same table as guest.STATE_NAMES (a unit test keeps them equal).
+# Kept here so that importing Host does not import guest.py and its XML construction: fact
+# gathering never needs it, and its import time is paid on every host_facts run.
+STATE_NAMES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown", 5: "shutoff",
+               6: "crashed", 7: "pmsuspended"}
+
+
+def _guest_class() -> Any:
+    """guest.Guest, imported on first use (see STATE_NAMES)."""
+    from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest
+    return Guest
 
 DEFAULT_URI = "qemu:///system"
 
@@ -367,7 +381,7 @@ class Host:
         unknown = wanted - set(STATE_NAMES.values()) - {"undefined"}
         if unknown:
             raise HypervisorError("unknown domain state(s): %s" % ", ".join(sorted(unknown)))
-        guest = domain if isinstance(domain, Guest) else self.get_guest(
+        guest = domain if isinstance(domain, _guest_class()) else self.get_guest(
             **({"uuid": domain} if _looks_like_uuid(domain) else {"name": domain}))
         cond = threading.Condition()
         seen: list[LifecycleEvent] = []
@@ -415,7 +429,8 @@ class Host:
 
     def list_guests(self, only_running: bool = False, only_guests: bool = True) -> list["Guest"]:
         """Every domain as a Guest, in one ``listAllDomains`` call."""
-        return [Guest(d, host=self) for d in self.list_instance_domains(only_running, only_guests)]
+        guest_class = _guest_class()
+        return [guest_class(d, host=self) for d in self.list_instance_domains(only_running, only_guests)]
 
     def get_guest(self, name: str | None = None, uuid: str | None = None) -> "Guest":
         """The Guest with this name or UUID, or ``NotFound``."""
@@ -425,7 +440,7 @@ class Host:
             dom = self.call("looking up domain '%s'" % name, lambda c: c.lookupByName(name))
         else:
             dom = self.call("looking up domain %s" % uuid, lambda c: c.lookupByUUIDString(uuid))
-        return Guest(dom, host=self)
+        return _guest_class()(dom, host=self)
 
     def domain_exists(self, name: str) -> bool:
         try:
@@ -439,7 +454,7 @@ class Host:
         def define(conn: Any) -> Any:
             flags = libvirt.VIR_DOMAIN_DEFINE_VALIDATE if validate else 0
             return conn.defineXMLFlags(xml, flags)
-        return Guest(self.call("defining a domain", define), host=self)
+        return _guest_class()(self.call("defining a domain", define), host=self)
 
     def get_domain_info(self) -> list[dict[str, Any]]:
         """Name, UUID, state, persistence, autostart, vcpus, memory of every domain.

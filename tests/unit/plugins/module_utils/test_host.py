@@ -340,3 +340,17 @@ def test_same_host_survives_libvirtd_restart():
     assert any(not e.up for e in conn_events), "the close callback did not report the drop"
     plain.close()
     evented.close()
+
+
+def test_state_names_match_guest_and_facts_do_not_import_guest():
+    """host.py keeps its own state table so fact gathering skips guest.py's import; they must agree."""
+    import subprocess as sp
+    import sys
+
+    from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest, host as host_mod
+    assert host_mod.STATE_NAMES == guest.STATE_NAMES
+    code = ("import sys; import ansible_collections.hypervisor.libvirt.plugins.module_utils.facts; "
+            "print(any(m.endswith('module_utils.guest') for m in sys.modules))")
+    out = sp.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+                 capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
