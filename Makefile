@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(ROOT)/tests/ansible.cfg
 export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup host venv collection demo demo-clean test unit integration sanity lint clean
+.PHONY: setup host venv collection demo demo-clean test unit integration sanity lint molecule clean
 
 setup: host venv collection
 
@@ -38,7 +38,7 @@ demo: setup
 demo-clean: setup
 	$(BIN)/ansible-playbook -i localhost, -c local playbooks/demo.yml -e demo_state=absent
 
-test: setup unit integration sanity lint
+test: setup unit integration sanity lint molecule
 
 unit: setup
 	$(BIN)/pytest -q -n 2 tests/unit
@@ -51,6 +51,10 @@ sanity: setup
 
 lint: setup
 	$(BIN)/ansible-lint --profile production
+
+# Role scenarios (molecule/NAME): localhost against the real libvirtd, no containers.
+molecule: setup
+	for s in hypervisor guest; do $(BIN)/molecule test -s $$s || exit 1; done
 
 clean:
 	rm -rf .build tests/output
