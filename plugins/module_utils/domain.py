@@ -245,6 +245,12 @@ def _desired(host: Any, req: DomainRequest) -> _Desired | None:
         elif req.name and spec["name"] != req.name:
             raise InvalidSpec("spec.name", "is %r but name is %r; they must agree" % (spec["name"], req.name))
         spec = validate_spec(spec)
+        machine = spec.get("os", {}).get("machine")
+        if machine:
+            # libvirt stores the canonical machine (pc -> pc-i440fx-7.2): compare against that
+            canonical = machine_aliases(host).get(machine)
+            if canonical:
+                spec = dict(spec, os=dict(spec["os"], machine=canonical))
         element = guest_mod.guest_config(spec, host)
         xmlutil.validate(element, "domain", "spec")
         return _Desired(spec["name"], element, spec)
