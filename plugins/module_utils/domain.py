@@ -377,7 +377,9 @@ class _Converger:
         """What the user asked for that ``xml`` (libvirt's) does not hold."""
         assert self.desired is not None
         if self.desired.spec is not None:
-            return list(guest_mod.spec_differences(self.desired.spec, guest_mod.parse_domain_xml(xml)))
+            diffs = guest_mod.spec_differences(self.desired.spec, guest_mod.parse_domain_xml(xml))
+            # an empty list or dict asked for is what libvirt has when it has none of them
+            return [d for d in diffs if not (d["before"] in (None, [], {}) and d["after"] in (None, [], {}))]
         return xml_differences(self.desired.element, xmlutil.parse(xml), self._aliases())
 
     def _real_state(self) -> str:
