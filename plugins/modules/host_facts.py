@@ -12,7 +12,7 @@ description:
   - Returns the hypervisor's facts in C(ansible_facts.libvirt), named as the libvirt driver
     names them - type and version, CPUs and memory (total and used), CPU model and topology,
     free disk at the instances path, NUMA cells, what guests it can run, and every domain.
-  - Domain data comes from bulk calls (one C(getAllDomainStats), three C(listAllDomains)),
+  - Domain data comes from bulk calls (one C(getAllDomainStats), two short C(listAllDomains)),
     so the number of libvirt calls does not grow with the number of domains; this matters
     for remote URIs, where every call is a round trip.
   - Works as an entry of C(FACTS_MODULES), so plain fact gathering collects it across a fleet,
