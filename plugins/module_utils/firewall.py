@@ -26,6 +26,7 @@ ACTIONS = ("drop", "reject", "accept", "return", "continue")
 DIRECTIONS = ("in", "out", "inout")
 RULE_KEYS = ("action", "direction", "priority", "statematch")
 DEFAULT_RULE_PRIORITY = 500
+_STP_VALIDATE_MAX = 6  # libxml2 needs 2^n steps for n stp attributes (non-interleaved optionals)
 
 # Default filter priority by chain prefix, as libvirt assigns it (root: 0, not printed).
 CHAIN_PRIORITIES = (("stp", -810), ("mac", -800), ("vlan", -750), ("ipv4", -700),
@@ -455,6 +456,10 @@ class NWFilterFirewall:
         if check_mode:
             return
         flags = getattr(libvirt, "VIR_NWFILTER_DEFINE_VALIDATE", 0)
+        if any(len(stp.attrib) > _STP_VALIDATE_MAX for stp in xmlutil.parse(xml).iter("stp")):
+            # libvirt's RelaxNG check of many stp attributes takes minutes and holds the
+            # nwfilter driver's lock meanwhile; filter_config already checked them one by one.
+            flags = 0
 
         def define(conn: Any) -> Any:
             if hasattr(conn, "nwfilterDefineXMLFlags"):
