@@ -40,12 +40,14 @@ options:
       - The interface, with the keys of the guest spec's C(interfaces) entries (see M(hypervisor.libvirt.guest_xml)).
       - C(type) is V(network) (default), V(bridge), V(direct), V(ethernet) or V(user); C(source) is the
         network or bridge name, or for V(direct) C({dev, mode}) (macvtap modes vepa, bridge, private, passthrough).
-      - Other keys are C(mac), C(model), C(mtu), C(queues), C(link_state) (up, down), C(vlan),
-        C(virtualport) (e.g. C({type: openvswitch}), which needs type bridge), C(bandwidth)
+      - >-
+        Other keys are C(mac), C(model), C(mtu), C(queues), C(link_state) (up, down), C(vlan),
+        C(virtualport) (for example C({type=openvswitch}), which needs type bridge), C(bandwidth)
         (C(inbound)/C(outbound) with C(average), C(peak), C(burst)), C(filter) (C({name, parameters})),
         C(target) and C(boot_order).
-      - Properties left out are left as they are, except C(filter), C(bandwidth), C(vlan) and
-        C(link_state), which are part of the interface's state - leaving C(filter) out removes a filter.
+      - C(model) defaults to V(virtio), as in the guest spec. Other properties left out are left as they
+        are, except C(filter), C(bandwidth), C(vlan) and C(link_state), which are part of the interface's
+        state - leaving C(filter) out removes a filter, leaving C(link_state) out means up.
       - With O(state=absent), only C(mac) or C(type) + C(source) are used, to find the interface.
     type: dict
   state:
