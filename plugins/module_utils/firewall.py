@@ -413,6 +413,7 @@ class NWFilterFirewall:
     def __init__(self, host: Any, prefix: str = "hvl-instance") -> None:
         self._host = host
         self.prefix = prefix
+        self.warnings: list[str] = []  # set by define_filter for the caller to pass on
 
     @property
     def host(self) -> Any:
@@ -500,8 +501,15 @@ class NWFilterFirewall:
             element = filter_config(name, rules, filterrefs, chain, priority, uuid=current["uuid"])
         after = xmlutil.to_string(element)
         self._define(after, check_mode)
+        self.warnings = []
         if not check_mode:
             after = self.get_filter_xml(name) or after
+            stored = parse_filter(after)
+            if not filters_equal(desired, stored):
+                self.warnings.append(
+                    "libvirt stored nwfilter '%s' differently from the request (it ignores some attributes, e.g. "
+                    "ipset on some protocols); the next run will redefine it. Stored rules: %s"
+                    % (name, stored["rules"]))
         return True, before, after
 
     def filter_users(self, name: str, filters: dict[str, str] | None = None) -> list[dict[str, str]]:

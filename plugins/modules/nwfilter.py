@@ -178,6 +178,8 @@ def main() -> None:
                 changed, before, after = firewall.define_filter(
                     p["name"], p["rules"], p["filterrefs"], p["chain"], p["priority"], p["xml"],
                     check_mode=module.check_mode)
+                for warning in firewall.warnings:
+                    module.warn(warning)
         result.update(changed=changed, xml=after, uuid=parse_filter(after)["uuid"] if after else None)
         if module._diff:
             result["diff"] = xmlutil.diff_result(before, after, "nwfilter %s" % p["name"])
