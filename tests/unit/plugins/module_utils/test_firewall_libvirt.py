@@ -67,6 +67,17 @@ RULES = [{"action": "drop", "direction": "in", "priority": 400, "tcp": {"dstport
 def test_libvirt_accepts_every_protocol_and_reads_back_equal(firewall, names, protocol):
     from test_firewall import full_rule  # same samples as the schema test
     rule = full_rule(protocol)
+    attrs = rule[protocol]
+    # libvirt 9.0's parser is narrower than nwfilter.rng (src/conf/nwfilter_conf.c):
+    for key in [k for k in attrs if k.endswith("macmask") or k.endswith("address_mask")]:
+        attrs[key] = "ff:ff:ff:ff:ff:00"  # masks are checked as masks
+    if protocol.endswith("-ipv6") or protocol == "icmpv6":
+        attrs.pop("dstipto", None)  # parsed as an IPv4 address only
+    if protocol != "all":
+        attrs.pop("ipset", None)  # accepted but not stored for most protocols
+        attrs.pop("ipsetflags", None)
+    if protocol == "tcp-ipv6":
+        attrs.pop("flags", None)  # not in libvirt's tcp-ipv6 attribute table: dropped
     name = names(protocol)
     changed, before, after = firewall.define_filter(name, [rule])
     assert changed and before is None
