@@ -45,7 +45,7 @@ options:
   filterrefs:
     description:
       - Other filters this one includes, each a name or a dict with C(filter) and C(parameters)
-        (name to value, or to a list of values, for example C({IP: [10.0.0.1, 10.0.0.2]})).
+        (a dict of parameter name to one value or a list of values, for example C(IP) to two addresses).
       - Every referenced filter must exist; this is checked before anything changes.
     type: list
     elements: raw
