@@ -13,19 +13,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
-
-# virDomainState -> name used in facts, module results and wait_for_lifecycle
-STATE_NAMES = {
-    0: "nostate",
-    1: "running",
-    2: "blocked",
-    3: "paused",
-    4: "shutdown",
-    5: "shutoff",
-    6: "crashed",
-    7: "pmsuspended",
-}
-
+# host.py imports guest.py lazily (fact gathering never needs the XML construction), so this is no cycle.
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import STATE_NAMES
 
 class Guest:
     """One libvirt domain, bound to the Host that found it."""

@@ -31,9 +31,9 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
 if TYPE_CHECKING:  # pragma: no cover
     from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest
 
-# virDomainState -> name; the same table as guest.STATE_NAMES (a unit test keeps them equal).
-# Kept here so that importing Host does not import guest.py and its XML construction: fact
-# gathering never needs it, and its import time is paid on every host_facts run.
+# virDomainState -> name used in facts, module results and wait_for_lifecycle. It lives here,
+# not in guest.py, so that importing Host does not import guest.py and its XML construction:
+# fact gathering never needs it, and its import time is paid on every host_facts run.
 STATE_NAMES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown", 5: "shutoff",
                6: "crashed", 7: "pmsuspended"}
 

@@ -343,7 +343,7 @@ def test_same_host_survives_libvirtd_restart():
 
 
 def test_state_names_match_guest_and_facts_do_not_import_guest():
-    """host.py keeps its own state table so fact gathering skips guest.py's import; they must agree."""
+    """guest.py uses host.py's state table, and importing host.py (fact gathering) skips guest.py."""
     import subprocess as sp
     import sys
 
