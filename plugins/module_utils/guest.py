@@ -16,6 +16,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etr
 # host.py imports guest.py lazily (fact gathering never needs the XML construction), so this is no cycle.
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import STATE_NAMES
 
+
 class Guest:
     """One libvirt domain, bound to the Host that found it."""
 
