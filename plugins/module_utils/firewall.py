@@ -498,6 +498,12 @@ class NWFilterFirewall:
             current = parse_filter(before)
             if filters_equal(desired, current):
                 return False, before, before
+            # libvirt's defaults the request left open are kept, so the diff shows only real changes
+            if chain is None:
+                chain = current["chain"]
+            if priority is None and current["priority"] == chain_default_priority(chain) \
+                    and current["priority"] != 0:
+                priority = current["priority"]
             element = filter_config(name, rules, filterrefs, chain, priority, uuid=current["uuid"])
         after = xmlutil.to_string(element)
         self._define(after, check_mode)
@@ -532,7 +538,7 @@ class NWFilterFirewall:
         users: list[dict[str, str]] = []
         for fname, targets in sorted(refs.items()):
             if fname != name and name in targets:
-                users.append({"kind": "filter", "name": fname, "detail": "filter '%s' references it" % fname})
+                users.append({"kind": "filter", "name": fname, "detail": "filter '%s'" % fname})
         running: set[str] = set()
         for binding in self._host.call("listing nwfilter bindings", lambda c: c.listAllNWFilterBindings(0)):
             bxml = xmlutil.parse(self._host.call("reading an nwfilter binding", lambda _c, b=binding: b.XMLDesc(0)))
