@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
 
-__all__ = ["validate_spec", "parse_size", "format_cpuset", "disk_index", "disk_name",
+__all__ = ["validate_spec", "validate_interface", "parse_size", "format_cpuset", "disk_index", "disk_name",
            "TARGET_PREFIX", "METADATA_NS", "order_disks", "derive_disk_targets"]
 
 # Namespace of the element that carries the spec's ``metadata`` dict inside <metadata>.
@@ -776,6 +776,13 @@ def derive_disk_targets(disks: list[dict], path: str = "disks") -> list[dict]:
 def order_disks(disks: list[dict]) -> list[dict]:
     """Targets derived where missing, disks before cdroms, then libvirt's bus/target order."""
     return _libvirt_order(_staged(derive_disk_targets(disks)))
+
+
+def validate_interface(spec: dict, path: str = "interface") -> dict:
+    """Check one interface spec alone, as in ``interfaces[n]``, so a NIC can be managed without a whole guest."""
+    if not isinstance(spec, dict):
+        raise InvalidSpec(path, "expected a dict, got %s" % _typename(spec))
+    return _INTERFACE.norm(spec, path)
 
 
 def validate_spec(spec: dict) -> dict:

@@ -222,7 +222,7 @@ class LibvirtVIFDriver:
         if not isinstance(spec, dict):
             raise InvalidSpec(path, "must be a dict")
         cls._check_spec(spec, path)
-        return guest_spec._INTERFACE.norm(spec, path)
+        return guest_spec.validate_interface(spec, path)
 
     @staticmethod
     def _check_spec(spec: dict[str, Any], path: str) -> None:

@@ -91,3 +91,18 @@ def test_bad_specs_name_the_path(spec, path):
     with pytest.raises(InvalidSpec) as err:
         config(spec)
     assert err.value.path == path, str(err.value)
+
+
+def test_validate_interface_normalises_as_the_guest_spec_does():
+    from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest_spec
+    nic = {"source": "default", "mac": "52:54:00:AB:CD:EF", "filter": {"name": "clean-traffic"}}
+    alone = guest_spec.validate_interface(nic)
+    in_guest = guest_spec.validate_spec({"name": "hvl-x", "memory": 64, "interfaces": [nic]})["interfaces"][0]
+    assert alone == in_guest
+    assert alone["type"] == "network" and alone["model"] == "virtio" and alone["mac"] == "52:54:00:ab:cd:ef"
+    with pytest.raises(InvalidSpec) as err:
+        guest_spec.validate_interface({"source": "default", "speed": 10}, "nics[2]")
+    assert err.value.path == "nics[2].speed"
+    with pytest.raises(InvalidSpec) as err:
+        guest_spec.validate_interface("default", "nics[0]")
+    assert err.value.path == "nics[0]"
