@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) hypervisor.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters on interfaces: 20 guests through domain_interface, and one live filterref change two ways.
@@ -180,7 +179,7 @@ def part1(conn: libvirt.virConnect, guests: int, work: str) -> dict:
                PATH=VENV_BIN + os.pathsep + os.environ["PATH"])
     log("part 1: domain_interface over %d defined guests, twice, in one playbook" % guests)
     proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local", book],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     if proc.returncode != 0:
         print(proc.stdout[-4000:])
         raise RuntimeError("the part 1 playbook failed (rc %d)" % proc.returncode)
@@ -244,7 +243,7 @@ def part2(host: Host, reps: int, work: str) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--guests", type=int, default=20)
     ap.add_argument("--rules", type=int, default=20)
     ap.add_argument("--reps", type=int, default=5)

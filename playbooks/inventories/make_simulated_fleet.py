@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) hypervisor.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write a simulated fleet of hypervisors: one libvirt test-driver host file per host.

@@ -10,9 +10,18 @@ dropped connection is reopened in one place.
 
 from __future__ import annotations
 
+import json as _json
 from typing import Any, Callable
 
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil as _xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import HypervisorError as _HypervisorError
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import (
+    METADATA_NS,
+    UNIT_BYTES,
+    order_disks,
+    validate_spec,
+)
 # host.py imports guest.py lazily (fact gathering never needs the XML construction), so this is no cycle.
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import STATE_NAMES
 
@@ -242,49 +251,11 @@ class Guest:
 # beyond what the spec says, and host-dependent defaults come only from a Host.
 # ---------------------------------------------------------------------------
 
-import json as _json  # noqa: E402
-
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil as _xmlutil  # noqa: E402
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree as _etree  # noqa: E402
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import HypervisorError as _HypervisorError  # noqa: E402
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import (  # noqa: E402
-    METADATA_NS,
-    format_cpuset,
-    order_disks,
-    validate_spec,
-)
-
 _SYSINFO_TAGS = {"bios": "bios", "system": "system", "base_board": "baseBoard", "chassis": "chassis"}
-_KIB = {"b": 1.0 / 1024, "bytes": 1.0 / 1024, "k": 1, "kib": 1, "kb": 1000.0 / 1024,
-        "m": 1024, "mib": 1024, "mb": 1000.0 ** 2 / 1024, "g": 1024 ** 2, "gib": 1024 ** 2,
-        "gb": 1000.0 ** 3 / 1024, "t": 1024 ** 3, "tib": 1024 ** 3, "tb": 1000.0 ** 4 / 1024}
 
 
-def _el(tag: str, attrib: dict[str, Any] | None = None, text: Any = None) -> Any:
-    """A new element; None attributes dropped, booleans as yes/no."""
-    el = _etree.Element(tag)
-    if attrib:
-        for key, value in attrib.items():
-            if value is not None:
-                el.set(key, ("yes" if value else "no") if isinstance(value, bool) else str(value))
-    if text is not None:
-        el.text = str(text)
-    return el
-
-
-_SubElement = _etree.SubElement
-
-
-def _sub(parent: Any, tag: str, attrib: dict[str, Any] | None = None, text: Any = None) -> Any:
-    """xmlutil.sub, inlined for speed: None attributes dropped, booleans as yes/no."""
-    if attrib:
-        el = _SubElement(parent, tag, {k: (("yes" if v else "no") if v is True or v is False else str(v))
-                                       for k, v in attrib.items() if v is not None})
-    else:
-        el = _SubElement(parent, tag)
-    if text is not None:
-        el.text = str(text)
-    return el
+_el = _xmlutil.element
+_sub = _xmlutil.sub
 
 
 def _onoff(value: bool) -> str:
@@ -607,7 +578,7 @@ def memballoon_config(balloon: dict) -> Any:
 def metadata_config(metadata: dict) -> Any:
     """<metadata> holding the spec's metadata dict as JSON in the collection's namespace."""
     el = _el("metadata")
-    child = _etree.SubElement(el, "{%s}metadata" % METADATA_NS, nsmap={"hvl": METADATA_NS})
+    child = etree.SubElement(el, "{%s}metadata" % METADATA_NS, nsmap={"hvl": METADATA_NS})
     child.text = _json.dumps(metadata, sort_keys=True)
     return el
 
@@ -730,7 +701,7 @@ def _kib(el: Any, attr: str | None = None, unit_attr: str = "unit") -> float:
     """A libvirt size (element text or attribute, with its unit) in KiB."""
     value = el.get(attr) if attr else el.text
     unit = (el.get(unit_attr) or "KiB").lower()
-    return float(value.strip()) * _KIB.get(unit, 1)
+    return float(value.strip()) * UNIT_BYTES.get(unit, 1024) / 1024
 
 
 def _mib(el: Any, attr: str | None = None, unit_attr: str = "unit") -> int:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
 
 __all__ = ["validate_spec", "validate_interface", "parse_size", "format_cpuset", "disk_index", "disk_name",
-           "TARGET_PREFIX", "METADATA_NS", "order_disks", "derive_disk_targets"]
+           "TARGET_PREFIX", "METADATA_NS", "UNIT_BYTES", "order_disks", "derive_disk_targets"]
 
 # Namespace of the element that carries the spec's ``metadata`` dict inside <metadata>.
 METADATA_NS = "https://hypervisor.libvirt/xmlns/1.0"
@@ -24,7 +24,8 @@ METADATA_NS = "https://hypervisor.libvirt/xmlns/1.0"
 # Disk target prefix per bus; sata, scsi and usb share libvirt's "sd" names.
 TARGET_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "usb": "sd", "ide": "hd", "fdc": "fd"}
 
-_UNITS = {
+# Bytes per size unit; a bare number in the spec is MiB.
+UNIT_BYTES = _UNITS = {
     "": 1024 ** 2, "b": 1, "bytes": 1,
     "k": 1024, "kib": 1024, "kb": 1000,
     "m": 1024 ** 2, "mib": 1024 ** 2, "mb": 1000 ** 2,
@@ -585,6 +586,7 @@ _SYSINFO = Dict(dict(
 _BOOT_DEVS = ("hd", "cdrom", "network", "fd")
 _LIFECYCLE = ("destroy", "restart", "preserve", "rename-restart")
 
+
 class _Raw(_Field):
     """A value checked later by the enclosing section's ``post`` (its form depends on a sibling key)."""
 
@@ -656,6 +658,7 @@ _OS = Dict({
 _TIMER = Dict({"name": Enum("platform", "pit", "rtc", "hpet", "tsc", "kvmclock", "hypervclock", "armvtimer"),
                "present": Bool(),
                "tickpolicy": Enum("delay", "catchup", "merge", "discard")}, required=("name",))
+
 
 class _Any(_Field):
     """Free-form data (metadata): kept as given, stored as JSON."""

@@ -43,6 +43,7 @@ def _guest_class() -> Any:
     from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest
     return Guest
 
+
 DEFAULT_URI = "qemu:///system"
 
 # Lifecycle event type -> the domain state it leaves the domain in (None: unchanged).
@@ -349,7 +350,8 @@ class Host:
 
     def _dispatch_events(self, block: bool = True) -> None:
         """Deliver queued events to the handlers and to waiting callers."""
-        assert self._event_queue is not None
+        if self._event_queue is None:
+            raise HypervisorError("events are not initialised: call Host.initialize() first")
         try:
             event = self._event_queue.get(block=block)
         except queue.Empty:

@@ -635,7 +635,7 @@ class NetworkManager:
                 elif k not in ch:
                     self._update(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, section_host, index,
                                  host_xml(h), active, "dhcp-host-add %s" % k)
-            cr = [r for r in cip["dhcp"]["ranges"]]
+            cr = list(cip["dhcp"]["ranges"])
             dr = dip["dhcp"]["ranges"]
             for r in cr:
                 if r not in dr:

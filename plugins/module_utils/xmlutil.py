@@ -36,12 +36,21 @@ def to_string(element: Any, pretty: bool = True) -> str:
     return etree.tostring(element, encoding="unicode")
 
 
+def _attrs(attrib: dict[str, Any]) -> dict[str, str]:
+    return {k: _text(v) for k, v in attrib.items() if v is not None}
+
+
+def element(tag: str, attrib: dict[str, Any] | None = None, text: Any = None) -> Any:
+    """A new element; attributes whose value is None are left out, booleans become yes/no."""
+    el = etree.Element(tag, _attrs(attrib)) if attrib else etree.Element(tag)
+    if text is not None:
+        el.text = _text(text)
+    return el
+
+
 def sub(parent: Any, tag: str, attrib: dict[str, Any] | None = None, text: Any = None) -> Any:
-    """Append a child; attributes whose value is None are left out, the rest stringified."""
-    el = etree.SubElement(parent, tag)
-    for key, value in (attrib or {}).items():
-        if value is not None:
-            el.set(key, _text(value))
+    """Append a child; attributes whose value is None are left out, booleans become yes/no."""
+    el = etree.SubElement(parent, tag, _attrs(attrib)) if attrib else etree.SubElement(parent, tag)
     if text is not None:
         el.text = _text(text)
     return el

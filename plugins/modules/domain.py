@@ -29,7 +29,7 @@ description:
   - Two runs converging the same domain at once end in one definition; a run that loses the race
     re-reads the domain and carries on.
 author:
-  - hypervisor.libvirt contributors
+  - hypervisor.libvirt contributors (@hypervisor-libvirt)
 extends_documentation_fragment:
   - hypervisor.libvirt.connection
 options:

@@ -21,7 +21,7 @@ description:
   - Before the domain is touched, the nwfilter and the network the interface refers to are
     checked to exist.
 author:
-  - hypervisor.libvirt contributors
+  - hypervisor.libvirt contributors (@hypervisor-libvirt)
 extends_documentation_fragment:
   - hypervisor.libvirt.connection
 options:
@@ -31,8 +31,8 @@ options:
     required: true
   mac:
     description:
-      - MAC address identifying the interface. Same as O(interface.mac); when both are given they must agree.
-      - Without a MAC, the interface is found by O(interface.type) and O(interface.source), and a new
+      - MAC address identifying the interface. Same as C(mac) in O(interface); when both are given they must agree.
+      - Without a MAC, the interface is found by C(type) and C(source) in O(interface), and a new
         one gets the MAC libvirt generates (the same in the live and the persistent configuration).
     type: str
   interface:

@@ -14,12 +14,12 @@ description:
   - Pure by default - no libvirt connection is opened unless O(uri) is set. With O(uri),
     host-dependent defaults come from that host's capabilities - domain type (V(kvm) when
     the host offers it, else V(qemu)), architecture, machine type, emulator path and the UEFI
-    loader for O(spec.os.firmware=efi). A C(type) in the spec always wins.
+    loader for C(os.firmware=efi) in O(spec). A C(type) in the spec always wins.
   - Returns the normalised spec too (sizes in MiB, disk targets derived, defaults made explicit),
     the form the M(hypervisor.libvirt.domain) module compares against.
   - Never changes anything.
 author:
-  - hypervisor.libvirt contributors
+  - hypervisor.libvirt contributors (@hypervisor-libvirt)
 extends_documentation_fragment:
   - hypervisor.libvirt.connection
 options:
@@ -82,6 +82,7 @@ attributes:
     description: Does the same in check mode; it never changes anything.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
   idempotent:
     support: full
     description: Read-only; always C(changed=false).

@@ -18,7 +18,7 @@ description:
   - Works as an entry of C(FACTS_MODULES), so plain fact gathering collects it across a fleet,
     for example C(ANSIBLE_FACTS_MODULES=smart,hypervisor.libvirt.host_facts).
 author:
-  - hypervisor.libvirt contributors
+  - hypervisor.libvirt contributors (@hypervisor-libvirt)
 extends_documentation_fragment:
   - hypervisor.libvirt.connection
 options:
@@ -43,6 +43,7 @@ attributes:
     description: Gathers facts in check mode too; it never changes anything.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
   facts:
     support: full
     description: Sets C(ansible_facts.libvirt).
@@ -110,7 +111,7 @@ ansible_facts:
           type: dict
           returned: when cpu is gathered
         memory_mb_total: {description: Host memory in MiB., type: int, returned: when memory is gathered}
-        memory_mb_used: {description: Host memory in use in MiB (total less free, buffers and cache)., type: int, returned: when memory is gathered}
+        memory_mb_used: {description: 'Host memory in use in MiB: total less free, buffers and cache.', type: int, returned: when memory is gathered}
         instances_path: {description: The path O(instances_path) measured., type: str, returned: when disk is gathered}
         disk_available_least:
           description:

@@ -21,7 +21,7 @@ description:
     NAT port range) is only a difference when you set it.
   - A network used by running guests is not stopped, restarted or removed without O(force=true).
 author:
-  - hypervisor.libvirt contributors
+  - hypervisor.libvirt contributors (@hypervisor-libvirt)
 extends_documentation_fragment:
   - hypervisor.libvirt.connection
 options:

@@ -18,7 +18,7 @@ description:
   - A filter used by another filter, by a running guest's binding or by a defined guest's
     interface is not removed unless O(force=true).
 author:
-  - hypervisor.libvirt contributors
+  - hypervisor.libvirt contributors (@hypervisor-libvirt)
 extends_documentation_fragment:
   - hypervisor.libvirt.connection
 options:

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Build the hvl test guest: OUTDIR/vmlinuz + OUTDIR/initrd.img.
 #
 #   tests/guest-image/build.sh OUTDIR

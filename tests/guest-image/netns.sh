@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # A network-namespace client on a libvirt bridge, so tests talk to their own
 # guest from a host they made themselves (never from the machine's own stack).
 #

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # End-to-end proof of the hvl test guest with virsh only:
 # isolated network -> boot (TCG) -> HTTP :80/:8080 + ping from a netns client
 # -> NIC hot-plug / hot-unplug -> ACPI shutdown. Everything it creates is

@@ -4,6 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dest="${SANITY_ROOT:-/tmp/hvl-sanity}/ansible_collections/hypervisor/libvirt"
+rm -rf "$dest"  # a fresh copy: nothing stale (venvs, deleted files) reaches the checks
 bootstrap="$HOME/.ansible/test/cache/get_pip_24_2.py"
 # The bootstrap ansible-test would download; served from this repository instead.
 if ! cmp -s "$root/tests/sanity/get_pip_offline.py" "$bootstrap"; then
@@ -13,13 +14,7 @@ fi
 mkdir -p "$dest"
 # The files git knows of (committed or not yet), nothing ignored.
 (cd "$root" && git ls-files -co --exclude-standard -z) | \
-  rsync -a --delete --from0 --files-from=- "$root/" "$dest/"
-# rsync --files-from does not delete files gone from the list; rebuild if anything vanished.
-(cd "$root" && git ls-files -co --exclude-standard | sort) > "$dest.want"
-(cd "$dest" && find . -type f ! -path './tests/output/*' | sed 's|^\./||' | sort) > "$dest.have"
-if ! cmp -s "$dest.want" "$dest.have"; then
-  comm -13 "$dest.want" "$dest.have" | (cd "$dest" && xargs -r rm -f --)
-fi
+  rsync -a --from0 --ignore-missing-args --files-from=- "$root/" "$dest/"
 cd "$dest"
 python_version=$("$root/.venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 exec "$root/.venv/bin/ansible-test" sanity --venv --python "$python_version" --color no "$@"

@@ -71,8 +71,9 @@ def test_filter_xml_structure():
 
 
 def test_variables_are_allowed_where_libvirt_allows_them():
-    el = fw.filter_config("hvl-ut-v", [{"action": "accept", "direction": "out",
-                                         "ip": {"srcipaddr": "$IP", "srcmacaddr": "$MAC", "dstportstart": "$PORTS[@1]"}}])
+    rule = {"action": "accept", "direction": "out",
+            "ip": {"srcipaddr": "$IP", "srcmacaddr": "$MAC", "dstportstart": "$PORTS[@1]"}}
+    el = fw.filter_config("hvl-ut-v", [rule])
     assert el.find("rule/ip").get("srcipaddr") == "$IP"
 
 
@@ -90,10 +91,10 @@ def test_variables_are_allowed_where_libvirt_allows_them():
     ([{"action": "drop", "direction": "in", "tcp": {"state": "NEWISH"}}], "rules[0].tcp.state", "NEWISH"),
     ([{"action": "drop", "direction": "in", "arp": {"srcipaddr": "10.0.0.1"}}], "rules[0].arp.srcipaddr", "arpsrcipaddr"),
     ([{"action": "drop", "direction": "in", "mac": {"protocolid": 12}}], "rules[0].mac.protocolid", "12"),
-    ([{"action": "drop", "direction": "in", "stp": {"type": 1, "flags": 2, "root-cost": 3, "age": 4, "port": 5,
-                                                   "max-age": 6, "hello-time": 7, "forward-delay": 8,
-                                                   "root-priority": 9, "sender-priority": 10, "port-hi": 11,
-                                                   "age-hi": 12, "root-address": "x"}}],
+    ([{"action": "drop", "direction": "in",
+       "stp": {"type": 1, "flags": 2, "root-cost": 3, "age": 4, "port": 5, "max-age": 6, "hello-time": 7,
+               "forward-delay": 8, "root-priority": 9, "sender-priority": 10, "port-hi": 11, "age-hi": 12,
+               "root-address": "x"}}],
      "rules[0].stp.root_address", "'x'"),
 ])
 def test_bad_rules_name_the_path(rules, path, words):

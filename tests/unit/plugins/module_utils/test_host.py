@@ -292,7 +292,7 @@ def _system_reachable() -> bool:
 
 def _virsh_answers() -> bool:
     return subprocess.run(["virsh", "-c", SYSTEM_URI, "version"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+                          stderr=subprocess.DEVNULL, timeout=10, check=False).returncode == 0
 
 
 def _restart_libvirtd() -> None:
