@@ -37,7 +37,18 @@ def to_string(element: Any, pretty: bool = True) -> str:
 
 
 def _attrs(attrib: dict[str, Any]) -> dict[str, str]:
-    return {k: _text(v) for k, v in attrib.items() if v is not None}
+    """Attribute values as libvirt writes them; the builders' hot path, so no helper calls."""
+    out = {}
+    for key, value in attrib.items():
+        if value is None:
+            continue
+        if value is True:
+            out[key] = "yes"
+        elif value is False:
+            out[key] = "no"
+        else:
+            out[key] = value if type(value) is str else str(value)
+    return out
 
 
 def element(tag: str, attrib: dict[str, Any] | None = None, text: Any = None) -> Any:
