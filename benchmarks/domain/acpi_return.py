@@ -60,8 +60,8 @@ def console_size() -> int:
         return 0
 
 
-def one_round(events: bool) -> tuple[float, float | None]:
-    """(return - guest's power-off line, return - qemu's SHUTDOWN event) for one shutdown."""
+def one_round(events: bool) -> tuple[float, float | None, float | None]:
+    """(line -> return, SHUTDOWN -> STOPPED event, STOPPED event -> return) for one shutdown."""
     shutdown_events: list[float] = []
 
     def on_event(ev) -> None:  # runs on the Host's dispatch thread
@@ -93,7 +93,10 @@ def one_round(events: bool) -> tuple[float, float | None]:
     assert result["actions"] == ["shutdown"], result
     if not seen or not seen[0]:
         raise SystemExit("no HVL-GUEST-POWEROFF line: the guest did not act on the power button")
-    return returned - seen[0], (returned - min(shutdown_events)) if shutdown_events else None
+    stopped = max(shutdown_events) if shutdown_events else None
+    return (returned - seen[0],
+            (stopped - min(shutdown_events)) if stopped is not None else None,
+            (returned - stopped) if stopped is not None else None)
 
 
 def main() -> None:
@@ -110,14 +113,13 @@ def main() -> None:
         for events in (True, False):
             runs = [one_round(events) for _ in range(rounds)]
             mode = "events" if events else "0.1 s polling"
-            lat = [r[0] for r in runs]
-            print("%-46s median %.3f s  (min %.3f, max %.3f, %d rounds)" % (
-                "guest's power-off line -> return, %s" % mode, statistics.median(lat), min(lat), max(lat), rounds))
-            lat = [r[1] for r in runs if r[1] is not None]
-            if lat:
-                print("%-46s median %.3f s  (min %.3f, max %.3f, %d rounds)" % (
-                    "qemu SHUTDOWN/STOPPED event -> return, %s" % mode, statistics.median(lat), min(lat),
-                    max(lat), len(lat)))
+            labels = ("guest's power-off line -> return", "libvirt SHUTDOWN -> STOPPED event",
+                      "STOPPED event -> module return")
+            for i, label in enumerate(labels):
+                lat = [r[i] for r in runs if r[i] is not None]
+                if lat:
+                    print("%-52s median %.3f s  (min %.3f, max %.3f, %d rounds)" % (
+                        "%s, %s" % (label, mode), statistics.median(lat), min(lat), max(lat), len(lat)))
     finally:
         virsh("destroy", NAME)
         virsh("undefine", NAME)
