@@ -41,7 +41,7 @@ demo-clean: setup
 test: setup unit integration sanity lint molecule
 
 unit: setup
-	$(BIN)/pytest -q -n 2 tests/unit
+	$(BIN)/pytest -q tests/unit  # serial: one test restarts libvirtd, which a parallel worker would feel
 
 integration: setup
 	./tests/integration/run.sh
