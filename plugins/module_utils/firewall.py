@@ -441,11 +441,18 @@ class NWFilterFirewall:
             return None
         return self._host.call("reading nwfilter '%s'" % name, lambda _c: nwf.XMLDesc(0))
 
+    def _read_listed(self, what: str, obj: Any, flags: int = 0) -> str | None:
+        """XML of an object from a listing, or None when it vanished since (others share the daemon)."""
+        try:
+            return self._host.call(what, lambda _c: obj.XMLDesc(flags))
+        except NotFound:
+            return None
+
     def list_filters(self) -> dict[str, str]:
         """Every filter's XML by name, from one listing."""
         filters = self._host.call("listing nwfilters", lambda c: c.listAllNWFilters(0))
-        return {f.name(): self._host.call("reading nwfilter '%s'" % f.name(), lambda _c, f=f: f.XMLDesc(0))
-                for f in filters}
+        found = {f.name(): self._read_listed("reading nwfilter '%s'" % f.name(), f) for f in filters}
+        return {name: xml for name, xml in found.items() if xml is not None}
 
     def missing_filterrefs(self, filterrefs: list | None) -> list[str]:
         """Referenced filters that do not exist (checked before anything is defined)."""
@@ -541,7 +548,10 @@ class NWFilterFirewall:
                 users.append({"kind": "filter", "name": fname, "detail": "filter '%s'" % fname})
         running: set[str] = set()
         for binding in self._host.call("listing nwfilter bindings", lambda c: c.listAllNWFilterBindings(0)):
-            bxml = xmlutil.parse(self._host.call("reading an nwfilter binding", lambda _c, b=binding: b.XMLDesc(0)))
+            btext = self._read_listed("reading an nwfilter binding", binding)
+            if btext is None:  # its guest stopped meanwhile
+                continue
+            bxml = xmlutil.parse(btext)
             bfilter = bxml.find("filterref").get("filter") if bxml.find("filterref") is not None else None
             if bfilter in reaching:
                 owner = bxml.findtext("owner/name") or "?"
@@ -555,8 +565,10 @@ class NWFilterFirewall:
             dname = dom.name()
             if dname in running:
                 continue
-            dxml = xmlutil.parse(self._host.call("reading domain '%s'" % dname,
-                                                 lambda _c, d=dom: d.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)))
+            dtext = self._read_listed("reading domain '%s'" % dname, dom, libvirt.VIR_DOMAIN_XML_INACTIVE)
+            if dtext is None:  # undefined meanwhile
+                continue
+            dxml = xmlutil.parse(dtext)
             hits = [f.get("filter") for f in dxml.findall("devices/interface/filterref") if f.get("filter") in reaching]
             if hits:
                 via = "" if name in hits else " via filter '%s'" % hits[0]
