@@ -31,6 +31,15 @@ options:
     type: list
     elements: str
     default: [all]
+  read_only:
+    description:
+      - Open the connection read-only (libvirt's read-only socket), for monitoring accounts
+        that may not change anything.
+      - libvirt refuses domain capabilities on a read-only connection, so
+        RV(ansible_facts.libvirt.domain_capabilities) then holds only what the host
+        capabilities say (no emulator, machine default, vCPU limit or firmware).
+    type: bool
+    default: false
   instances_path:
     description:
       - Directory holding the guests' disk images, for RV(ansible_facts.libvirt.disk_available_least).
@@ -149,12 +158,13 @@ def main() -> None:
         {
             "gather_subset": {"type": "list", "elements": "str", "default": ["all"]},
             "instances_path": {"type": "path", "default": DEFAULT_INSTANCES_PATH},
+            "read_only": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
 
     def action() -> dict:
-        with Host(module.params["uri"]) as host:
+        with Host(module.params["uri"], read_only=module.params["read_only"]) as host:
             host.initialize()
             facts = gather(host, module.params["gather_subset"], module.params["instances_path"])
         return {"changed": False, "ansible_facts": {"libvirt": facts}}
