@@ -47,7 +47,7 @@ def _attrs(attrib: dict[str, Any]) -> dict[str, str]:
         elif value is False:
             out[key] = "no"
         else:
-            out[key] = value if type(value) is str else str(value)
+            out[key] = value if isinstance(value, str) else str(value)
     return out
 
 

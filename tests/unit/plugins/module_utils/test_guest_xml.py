@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest, xmlutil
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
