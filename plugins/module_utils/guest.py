@@ -1115,17 +1115,24 @@ def spec_differences(desired: dict, current: dict) -> list[dict]:
     """Differences between a normalised desired spec and a parsed current one, over desired's keys only.
 
     Dicts compare only the keys desired names (an interface without ``mac``
-    matches any MAC); lists of dicts compare element by element by position,
-    and a missing or extra element is a difference; other values compare
-    whole. An empty list means nothing to change.
+    matches any MAC), except maps whose keys the user chooses (``features``,
+    ``cpu.features``, ``metadata``, ``vcpupin``, filter ``parameters``): those
+    are one value, so a feature dropped from the spec is a difference. Lists
+    of dicts compare element by element by position, and a missing or extra
+    element is a difference; other values compare whole. An empty list means
+    nothing to change.
     """
     diffs: list[dict] = []
     _diff(desired, current, "", diffs)
     return diffs
 
 
+# Spec keys holding a map of user-chosen names (guest_spec.Map): compared as a whole.
+_WHOLE_MAPS = frozenset(("features", "metadata", "vcpupin", "parameters"))
+
+
 def _diff(want: Any, have: Any, path: str, out: list[dict]) -> None:
-    if isinstance(want, dict) and isinstance(have, dict):
+    if isinstance(want, dict) and isinstance(have, dict) and path.rsplit(".", 1)[-1] not in _WHOLE_MAPS:
         for key, value in want.items():
             sub = "%s.%s" % (path, key) if path else str(key)
             if key not in have:

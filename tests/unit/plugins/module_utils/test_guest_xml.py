@@ -197,6 +197,24 @@ def test_differences_given_mac_and_target_do_count():
         ["disks[0].target", "interfaces[0].mac"]
 
 
+
+@pytest.mark.parametrize("before,after,path", [
+    ({"features": ["acpi", "apic"]}, {"features": ["acpi"]}, "features"),
+    ({"cpu": {"mode": "custom", "model": "qemu64", "features": {"svm": "require", "x2apic": "disable"}}},
+     {"cpu": {"mode": "custom", "model": "qemu64", "features": {"svm": "require"}}}, "cpu.features"),
+    ({"metadata": {"owner": "ops", "tier": "web"}}, {"metadata": {"owner": "ops"}}, "metadata"),
+    ({"vcpus": 2, "cputune": {"vcpupin": {0: "0", 1: "1"}}}, {"vcpus": 2, "cputune": {"vcpupin": {0: "0"}}},
+     "cputune.vcpupin"),
+])
+def test_differences_a_name_dropped_from_a_map_counts(before, after, path):
+    """features, cpu features, metadata and pins are one value each: removing an entry is a change."""
+    current = guest.parse_domain_xml(guest.guest_xml(dict(BASE, **before)))
+    desired = validate_spec(dict(BASE, **after))
+    diffs = guest.spec_differences(desired, current)
+    assert [d["path"] for d in diffs] == [path]
+    assert guest.spec_differences(validate_spec(dict(BASE, **before)), current) == []
+
+
 # ---------------------------------------------------------------- with a Host
 
 def test_with_test_driver_host():
