@@ -111,7 +111,7 @@ def main() -> None:
     virsh("net-start", NET)
     try:
         for events in (True, False):
-            runs = [one_round(events) for _ in range(rounds)]
+            runs = [one_round(events) for _round in range(rounds)]
             mode = "events" if events else "0.1 s polling"
             labels = ("guest's power-off line -> return", "libvirt SHUTDOWN -> STOPPED event",
                       "STOPPED event -> module return")

@@ -375,7 +375,8 @@ class _Converger:
 
     def _differences(self, xml: str) -> list[dict[str, Any]]:
         """What the user asked for that ``xml`` (libvirt's) does not hold."""
-        assert self.desired is not None
+        if self.desired is None:
+            raise HypervisorError("no desired definition to compare with")
         if self.desired.spec is not None:
             diffs = guest_mod.spec_differences(self.desired.spec, guest_mod.parse_domain_xml(xml))
             # an empty list or dict asked for is what libvirt has when it has none of them
@@ -498,20 +499,20 @@ class _Converger:
             if self.state == "shutoff":
                 self._start(paused=False)
             elif self.state == "paused":
-                self.plan.act("resume", lambda: self.guest.resume(), self._settled("running"))
+                self.plan.act("resume", lambda: self.guest.resume(), self._settled("running"))  # pylint: disable=unnecessary-lambda
                 self.state = "running"
         elif want == "paused":
             if self.state == "shutoff":
                 self._start(paused=True)
             elif self.state == "running":
-                self.plan.act("pause", lambda: self.guest.pause(), self._settled("paused"))
+                self.plan.act("pause", lambda: self.guest.pause(), self._settled("paused"))  # pylint: disable=unnecessary-lambda
                 self.state = "paused"
         elif want == "shutdown":
             if self.state in ("running", "paused"):
                 self._shutdown()
         elif want == "destroyed":
             if self.state not in ("shutoff", "absent"):
-                self.plan.act("destroy", lambda: self.guest.poweroff(), self._settled("shutoff"))
+                self.plan.act("destroy", lambda: self.guest.poweroff(), self._settled("shutoff"))  # pylint: disable=unnecessary-lambda
                 self.state = "shutoff"
         if not self.check_mode and self.state in ("running", "paused"):
             pending = self._pending_restart()
@@ -526,7 +527,7 @@ class _Converger:
         """ACPI shutdown, wait for the stopped event; power off after the timeout only with force."""
         if self.state == "paused":
             # a paused guest cannot see the power button
-            self.plan.act("resume", lambda: self.guest.resume(), self._settled("running"))
+            self.plan.act("resume", lambda: self.guest.resume(), self._settled("running"))  # pylint: disable=unnecessary-lambda
         timeout = self.req.shutdown_timeout
 
         def shutdown() -> None:
@@ -557,7 +558,7 @@ class _Converger:
                 raise OperationFailed("domain '%s' on %s is %s; it is removed only with force: true (or stop it "
                                       "first with state: shutdown)" % (self.name, self.host.uri, self.state),
                                       uri=self.host.uri)
-            self.plan.act("destroy", lambda: self.guest.poweroff(), self._settled("shutoff", "absent"))
+            self.plan.act("destroy", lambda: self.guest.poweroff(), self._settled("shutoff", "absent"))  # pylint: disable=unnecessary-lambda
         if not req.remove_managed_save and self.guest.has_managed_save():
             raise OperationFailed("domain '%s' on %s has a managed save image; set remove_managed_save: true to "
                                   "remove it with the domain" % (self.name, self.host.uri), uri=self.host.uri)
