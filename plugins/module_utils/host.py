@@ -45,6 +45,9 @@ def _guest_class() -> Any:
 
 
 DEFAULT_URI = "qemu:///system"
+# A refused socket (libvirtd restarting) is tried this often, this many seconds apart.
+CONNECT_ATTEMPTS = 4
+CONNECT_RETRY_DELAY = 0.3
 
 # Lifecycle event type -> the domain state it leaves the domain in (None: unchanged).
 _EVENT_TO_STATE = {
@@ -167,14 +170,23 @@ class Host:
         return libvirt.open(uri)
 
     def _get_new_connection(self) -> Any:
-        """Connect and, when events run, register the lifecycle and close callbacks."""
-        try:
-            conn = self._connect(self._uri, self._read_only)
-        except libvirt.libvirtError as exc:
-            text = (exc.get_error_message() or str(exc)).strip()
-            raise ConnectionFailed(
-                "cannot connect to libvirt at %s: %s (is libvirtd running and the URI right?)" % (self._uri, text),
-                uri=self._uri, code=exc.get_error_code())
+        """Connect and, when events run, register the lifecycle and close callbacks.
+
+        A socket that refuses us is retried a few times over about a second
+        (a daemon being restarted); any other error fails at once.
+        """
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                conn = self._connect(self._uri, self._read_only)
+                break
+            except libvirt.libvirtError as exc:
+                if attempt + 1 < CONNECT_ATTEMPTS and is_connection_error(exc):
+                    time.sleep(CONNECT_RETRY_DELAY)
+                    continue
+                text = (exc.get_error_message() or str(exc)).strip()
+                raise ConnectionFailed(
+                    "cannot connect to libvirt at %s: %s (is libvirtd running and the URI right?)"
+                    % (self._uri, text), uri=self._uri, code=exc.get_error_code())
         if conn is None:  # very old bindings returned None instead of raising
             raise ConnectionFailed("cannot connect to libvirt at %s" % self._uri, uri=self._uri)
         if self._initialized:
