@@ -10,7 +10,8 @@ Part 1 (Ansible): defines a filter of ``--rules`` rules and ``--guests`` shut-of
 guests ``hvl-bench-nwf-NN`` with one NIC each, then ONE ansible-playbook runs
 ``hypervisor.libvirt.domain_interface`` over all guests (persistent config,
 filter set) twice: the first run changes every guest, the re-run none. Wall
-time of each loop and the changed counts are reported.
+time of each loop and the changed counts are reported, next to the floor: the
+same loop of ``ansible.builtin.ping`` (what starting a module per guest costs).
 
 Part 2 (Python, the VIF driver): boots the test guest (tests/guest-image, TCG)
 and changes its NIC's filterref live, alternating the two ways side by side in
@@ -20,8 +21,9 @@ again). The median latency of each is reported.
 
 Everything created is named hvl-bench-nwf* and removed at the end, also on
 failure or Ctrl-C. The running guest sits on an isolated network on
-192.168.246.0/24 (bridge virbr-hvlbn), the subnet the firewall_traffic target
-uses: do not run both at the same time. Raw results: benchmarks/results/.
+192.168.247.0/24 (bridge virbr-hvlbn), apart from the firewall_traffic
+target's 192.168.246.0/24. The filters are defined through NWFilterFirewall
+(the nwfilter module's code). Raw results: benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ URI = "qemu:///system"
 PREFIX = "hvl-bench-nwf"
 NET = PREFIX
 BRIDGE = "virbr-hvlbn"
-SUBNET = "192.168.246"
+SUBNET = "192.168.247"
 FILTER_A = PREFIX + "-rules"
 FILTER_B = PREFIX + "-rules-b"
 LIVE_DOM = PREFIX + "-live"
@@ -58,6 +60,7 @@ import libvirt  # noqa: E402
 from lxml import etree  # noqa: E402
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import vif, xmlutil  # noqa: E402
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.firewall import NWFilterFirewall  # noqa: E402
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host  # noqa: E402
 
 
@@ -72,13 +75,19 @@ def ensure_collection() -> None:
         os.symlink(ROOT, link)
 
 
-def filter_xml(name: str, rules: int, base_port: int) -> str:
+def filter_rules(rules: int, base_port: int) -> list[dict]:
     """``rules`` rules: drop inbound TCP to ports base_port.. (ports nobody uses on the test guest)."""
-    root = etree.Element("filter", name=name, chain="root")
-    for i in range(rules):
-        rule = etree.SubElement(root, "rule", action="drop", direction="in", priority=str(100 + i))
-        etree.SubElement(rule, "tcp", dstportstart=str(base_port + i))
-    return etree.tostring(root, encoding="unicode")
+    return [{"action": "drop", "direction": "in", "priority": 100 + i, "tcp": {"dstportstart": base_port + i}}
+            for i in range(rules)]
+
+
+def binding_filter(conn: libvirt.virConnect, mac: str) -> str | None:
+    """The filter libvirt's nwfilter binding for this MAC instantiates (None: no binding)."""
+    for binding in conn.listAllNWFilterBindings(0):
+        doc = etree.fromstring(binding.XMLDesc(0))
+        if (doc.find("mac").get("address") or "").lower() == mac.lower():
+            return doc.find("filterref").get("filter")
+    return None
 
 
 def domain_xml(name: str, mac: str, console: str | None = None) -> str:
@@ -107,6 +116,16 @@ def domain_xml(name: str, mac: str, console: str | None = None) -> str:
     etree.SubElement(devs, "controller", type="usb", model="none")
     etree.SubElement(devs, "memballoon", model="none")
     return etree.tostring(dom, encoding="unicode")
+
+
+def network_xml() -> str:
+    """The isolated network (no <forward>) the guests' NICs are on, with DHCP for the running guest."""
+    net = etree.Element("network")
+    etree.SubElement(net, "name").text = NET
+    etree.SubElement(net, "bridge", name=BRIDGE, stp="off", delay="0")
+    ip = etree.SubElement(net, "ip", address=SUBNET + ".1", netmask="255.255.255.0")
+    etree.SubElement(etree.SubElement(ip, "dhcp"), "range", start=SUBNET + ".100", end=SUBNET + ".199")
+    return etree.tostring(net, encoding="unicode")
 
 
 def cleanup(conn: libvirt.virConnect) -> None:
@@ -140,6 +159,10 @@ PLAYBOOK = """
   vars:
     guests: {guests}
   tasks:
+    - set_fact: {{tf: "{{{{ now().timestamp() }}}}"}}
+    - name: floor (a module run per guest that does nothing)
+      ansible.builtin.ping:
+      loop: "{{{{ guests }}}}"
     - set_fact: {{t0: "{{{{ now().timestamp() }}}}"}}
     - name: apply
       hypervisor.libvirt.domain_interface:
@@ -159,7 +182,7 @@ PLAYBOOK = """
     - set_fact: {{t2: "{{{{ now().timestamp() }}}}"}}
     - copy:
         dest: {out}
-        content: "{{{{ {{'apply_s': t1|float - t0|float, 'reapply_s': t2|float - t1|float,
+        content: "{{{{ {{'floor_s': t0|float - tf|float, 'apply_s': t1|float - t0|float, 'reapply_s': t2|float - t1|float,
                      'apply_changed': first.results | select('changed') | list | length,
                      'reapply_changed': second.results | select('changed') | list | length}} | to_json }}}}"
 """
@@ -229,7 +252,7 @@ def part2(host: Host, reps: int, work: str) -> dict:
                 guest.update_device(xmlutil.to_string(new), live=True)
             else:
                 guest.detach_device(xmlutil.to_string(cur), live=True)
-                drv._wait_detached(guest, LIVE_MAC)
+                drv.wait_detached(guest, LIVE_MAC)
                 for tag in ("alias", "target"):
                     for el in new.findall(tag):
                         new.remove(el)
@@ -237,8 +260,11 @@ def part2(host: Host, reps: int, work: str) -> dict:
             times[way].append(time.perf_counter() - t0)
             after = vif.find_interface(guest.get_xml_desc(), mac=LIVE_MAC)
             assert after.find("filterref").get("filter") == name, way
+            # and the running guest's traffic really goes through it
+            assert binding_filter(conn, LIVE_MAC) == name, way
     return {way: {"median_ms": round(statistics.median(v) * 1000, 1),
-                  "min_ms": round(min(v) * 1000, 1), "max_ms": round(max(v) * 1000, 1), "n": len(v)}
+                  "min_ms": round(min(v) * 1000, 1), "max_ms": round(max(v) * 1000, 1), "n": len(v),
+                  "samples_ms": [round(x * 1000, 1) for x in v]}
             for way, v in times.items()}
 
 
@@ -257,12 +283,10 @@ def main() -> int:
     os.chmod(work, 0o755)
     cleanup(conn)
     try:
-        conn.nwfilterDefineXML(filter_xml(FILTER_A, args.rules, 10000))
-        conn.nwfilterDefineXML(filter_xml(FILTER_B, args.rules, 20000))
-        net = conn.networkDefineXML(
-            "<network><name>%s</name><bridge name='%s' stp='off' delay='0'/>"
-            "<ip address='%s.1' netmask='255.255.255.0'><dhcp><range start='%s.100' end='%s.199'/></dhcp></ip>"
-            "</network>" % (NET, BRIDGE, SUBNET, SUBNET, SUBNET))
+        firewall = NWFilterFirewall(host)
+        firewall.define_filter(FILTER_A, rules=filter_rules(args.rules, 10000), chain="root")
+        firewall.define_filter(FILTER_B, rules=filter_rules(args.rules, 20000), chain="root")
+        net = conn.networkDefineXML(network_xml())
         net.create()
         result = {"guests": args.guests, "rules": args.rules, "reps": args.reps,
                   "libvirt": conn.getLibVersion(), "ansible_loop": part1(conn, args.guests, work),
@@ -278,6 +302,7 @@ def main() -> int:
     p1, p2 = result["ansible_loop"], result["live_filterref_change"]
     print("\n%d-rule filter on %d defined guests (domain_interface, persistent, one playbook):"
           % (args.rules, args.guests))
+    print("  floor     : %6.2f s  (ansible.builtin.ping over the same loop)" % p1["floor_s"])
     print("  first run : %6.2f s  changed %d/%d" % (p1["apply_s"], p1["apply_changed"], args.guests))
     print("  re-run    : %6.2f s  changed %d/%d" % (p1["reapply_s"], p1["reapply_changed"], args.guests))
     print("live filterref change on a running guest (%d reps each, interleaved):" % args.reps)

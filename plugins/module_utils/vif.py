@@ -280,7 +280,7 @@ class LibvirtVIFDriver:
         if not self.check_mode:
             fn()
 
-    def _wait_detached(self, guest: Any, mac: str) -> None:
+    def wait_detached(self, guest: Any, mac: str) -> None:
         """A live detach completes when the guest releases the device: wait for it, bounded."""
         deadline = time.monotonic() + self.detach_timeout
         while True:
@@ -301,7 +301,7 @@ class LibvirtVIFDriver:
         def run() -> None:
             guest.detach_device(xml, **_affect(which))
             if which == LIVE:
-                self._wait_detached(guest, _mac(el))
+                self.wait_detached(guest, _mac(el))
         self._mutate("detach-" + which, run)
 
     def _update(self, guest: Any, xml: str, which: str) -> None:
