@@ -28,7 +28,7 @@ mkdir -p /dev/pts /run/hvl /var/log
 ln -sf /run /var/run 2>/dev/null
 [ -c /dev/console ] && exec </dev/null >/dev/console 2>&1
 
-S=/run/hvl                       # state: <if>.ip, <if>.pid, <if>.seen-ip
+S=/run/hvl                       # state: <if>.ip, <if>.pid, <if>.seen-ip, <if>.ifindex
 HOSTNAME_ARG=
 DEBUG=0
 for arg in $(cat /proc/cmdline); do
@@ -150,8 +150,21 @@ check_ready || note "no DHCP lease on eth0 yet (still trying)"
 while :; do
     now=$(list_ifs)
     for n in $now; do
+        # a NIC unplugged and plugged again between two polls keeps its name
+        # but not its ifindex: report it as gone and back
+        idx=$(cat "/sys/class/net/$n/ifindex" 2>/dev/null)
+        [ -n "$idx" ] || continue    # vanished since list_ifs: decide next round
+        old_idx=$(cat "$S/$n.ifindex" 2>/dev/null)
+        echo "$idx" > "$S/$n.ifindex"
         case " $(echo $known) " in
-            *" $n "*) ;;
+            *" $n "*)
+                if [ -n "$old_idx" ] && [ "$idx" != "$old_idx" ]; then
+                    stop_dhcp "$n"
+                    say "HVL-LINK-GONE $n"
+                    say "HVL-LINK-UP $n $(cat "/sys/class/net/$n/address" 2>/dev/null)"
+                    start_dhcp "$n"
+                fi
+                ;;
             *)
                 mac=$(cat "/sys/class/net/$n/address" 2>/dev/null)
                 say "HVL-LINK-UP $n $mac"
@@ -165,6 +178,7 @@ while :; do
             *" $n "*) ;;
             *)
                 stop_dhcp "$n"
+                rm -f "$S/$n.ifindex"
                 say "HVL-LINK-GONE $n"
                 ;;
         esac
