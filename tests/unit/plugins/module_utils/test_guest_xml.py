@@ -197,7 +197,6 @@ def test_differences_given_mac_and_target_do_count():
         ["disks[0].target", "interfaces[0].mac"]
 
 
-
 @pytest.mark.parametrize("before,after,path", [
     ({"features": ["acpi", "apic"]}, {"features": ["acpi"]}, "features"),
     ({"cpu": {"mode": "custom", "model": "qemu64", "features": {"svm": "require", "x2apic": "disable"}}},
