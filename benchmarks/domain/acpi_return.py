@@ -20,8 +20,9 @@ import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import ROOT, ensure_collection  # noqa: E402
+ensure_collection()
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import DomainRequest, converge  # noqa: E402
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host  # noqa: E402

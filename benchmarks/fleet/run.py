@@ -34,24 +34,15 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-VENV_BIN = os.path.join(ROOT, ".venv", "bin")
-COLLECTIONS = os.path.join(ROOT, ".build", "collections")
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import COLLECTIONS, RESULTS, ROOT, VENV_BIN, ensure_collection  # noqa: E402
+from benchlib import log as _log  # noqa: E402
 PLAYBOOK = os.path.join(ROOT, "playbooks", "fleet_facts.yml")
 GENERATOR = os.path.join(ROOT, "playbooks", "inventories", "make_simulated_fleet.py")
 
 
 def log(msg: str) -> None:
-    print("[fleet] %s" % msg, flush=True)
-
-
-def ensure_collection() -> None:
-    link = os.path.join(COLLECTIONS, "ansible_collections", "hypervisor", "libvirt")
-    if not os.path.exists(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(ROOT, link)
+    _log(msg, "fleet")
 
 
 def base_env() -> dict[str, str]:

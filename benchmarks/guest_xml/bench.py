@@ -33,11 +33,9 @@ import sys
 import time
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
-if not os.path.exists(os.path.join(ROOT, ".build", "collections", "ansible_collections", "hypervisor", "libvirt")):
-    os.makedirs(os.path.join(ROOT, ".build", "collections", "ansible_collections", "hypervisor"), exist_ok=True)
-    os.symlink(ROOT, os.path.join(ROOT, ".build", "collections", "ansible_collections", "hypervisor", "libvirt"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import ensure_collection  # noqa: E402
+ensure_collection()
 
 import jinja2  # noqa: E402
 

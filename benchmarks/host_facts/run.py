@@ -43,13 +43,11 @@ import time
 from collections import Counter
 from typing import Any
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import COLLECTIONS, RESULTS, ROOT, VENV_BIN, ensure_collection, log  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 PEER_VENV = os.path.join(ROOT, "benchmarks", ".venv-peer")
 PEER_ANSIBLE = "ansible==12.3.0"  # ships community.libvirt 2.0.0; needs Python >= 3.11
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
-COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 URI = "qemu:///system"
 PREFIX = "hvl-bench-"
 # exactly hvl-bench-NNNN: other benchmarks use hvl-bench-<area>-… and must not be touched
@@ -60,18 +58,7 @@ import libvirt  # noqa: E402  (the project's venv has it; the benchmark needs it
 MODULES = ("ping", "ours", "peer_info", "peer_nodeinfo")
 
 
-def log(msg: str) -> None:
-    print("[bench] %s" % msg, flush=True)
-
-
 # ---------------------------------------------------------------- set-up
-def ensure_collection() -> None:
-    """The collection importable as hypervisor.libvirt, as `make collection` does."""
-    link = os.path.join(COLLECTIONS, "ansible_collections", "hypervisor", "libvirt")
-    if not os.path.exists(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(ROOT, link)
-
 
 def peer_site_packages() -> str:
     ver = "python%d.%d" % sys.version_info[:2]

@@ -39,11 +39,8 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-VENV_BIN = os.path.join(ROOT, ".venv", "bin")
-COLLECTIONS = os.path.join(ROOT, ".build", "collections")
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import COLLECTIONS, RESULTS, ROOT, VENV_BIN, ensure_collection, log  # noqa: E402
 IMAGE_DIR = os.environ.get("HVL_GUEST_IMAGE_DIR", "/var/tmp/hvl-guest-image")
 URI = "qemu:///system"
 PREFIX = "hvl-bench-nwf"
@@ -55,24 +52,13 @@ FILTER_B = PREFIX + "-rules-b"
 LIVE_DOM = PREFIX + "-live"
 LIVE_MAC = "52:54:00:f6:0b:01"
 
-sys.path.insert(0, COLLECTIONS)
+ensure_collection()
 import libvirt  # noqa: E402
 from lxml import etree  # noqa: E402
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import vif, xmlutil  # noqa: E402
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.firewall import NWFilterFirewall  # noqa: E402
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host  # noqa: E402
-
-
-def log(msg: str) -> None:
-    print("[bench] %s" % msg, flush=True)
-
-
-def ensure_collection() -> None:
-    link = os.path.join(COLLECTIONS, "ansible_collections", "hypervisor", "libvirt")
-    if not os.path.exists(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(ROOT, link)
 
 
 def filter_rules(rules: int, base_port: int) -> list[dict]:
