@@ -53,8 +53,14 @@ lint: setup
 	$(BIN)/ansible-lint --profile production
 
 # Role scenarios (molecule/NAME): localhost against the real libvirtd, no containers.
+# Each run starts from a fresh state directory inside the checkout: molecule's default one
+# (~/.ansible/tmp/molecule.<hash of the directory's basename>.NAME) outlives the checkout, and a
+# stale "prepared: true" there makes it skip prepare.yml.
 molecule: setup
-	for s in hypervisor guest; do $(BIN)/molecule test -s $$s || exit 1; done
+	for s in hypervisor guest; do \
+	  rm -rf $(ROOT)/.build/molecule/$$s && \
+	  MOLECULE_EPHEMERAL_DIRECTORY=$(ROOT)/.build/molecule/$$s $(BIN)/molecule test -s $$s || exit 1; \
+	done
 
 clean:
 	rm -rf .build tests/output
