@@ -105,6 +105,7 @@ def domain_capabilities(host: Host) -> dict[str, Any]:
         "virt_types": virt_types,
         "virt_type": dc.findtext("domain"),
         "kvm_available": "kvm" in virt_types,
+        "kvm_usable": host.kvm_usable(arch),
         "kvm_device": os.path.exists("/dev/kvm") if host.is_local() else None,
         "emulator": dc.findtext("path"),
         "machine": dc.findtext("machine"),

@@ -595,7 +595,9 @@ def _host_defaults(spec: dict, host: Any) -> dict[str, Any]:
     caps = host.get_capabilities()
     arch = os_spec.get("arch") or caps.findtext("host/cpu/arch")
     offered = caps.xpath("guest[os_type='hvm'][arch/@name=$a]/arch/domain/@type", a=arch) if arch else []
-    virt_type = spec.get("type") or ("kvm" if "kvm" in offered else "qemu" if "qemu" in offered or not offered
+    # kvm only where it really runs guests (a nested KVM that hangs is offered all the same)
+    kvm = "kvm" in offered and host.kvm_usable(arch) is not False
+    virt_type = spec.get("type") or ("kvm" if kvm else "qemu" if "qemu" in offered or not offered
                                      else offered[0])
     out: dict[str, Any] = {"type": virt_type, "arch": arch, "machine": None, "emulator": None, "loader": None}
     try:
@@ -626,9 +628,9 @@ def _host_defaults(spec: dict, host: Any) -> dict[str, Any]:
 def guest_config(spec: dict, host: Any = None) -> Any:
     """The whole <domain> for a spec (the blueprint's _get_guest_config).
 
-    With a ``host``, the domain type (kvm when the host offers it, else qemu),
-    arch, machine type, emulator and UEFI loader come from its capabilities; a
-    ``type`` in the spec always wins. Without a host nothing host-specific is
+    With a ``host``, the domain type (kvm when the host offers it and KVM really
+    runs guests there, else qemu), arch, machine type, emulator and UEFI loader
+    come from its capabilities; a ``type`` in the spec always wins. Without a host nothing host-specific is
     written and libvirt fills it in at define time (type defaults to kvm).
     """
     spec = validate_spec(spec)

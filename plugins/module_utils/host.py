@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import kvmprobe
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     ConnectionFailed,
     HypervisorError,
@@ -147,6 +148,7 @@ class Host:
         self._initialized = False
         self._caps: Any = None
         self._domcaps: dict[tuple, Any] = {}
+        self._kvm_usable: dict[str, bool | None] = {}
         self._node_info: list | None = None
         self._stats_snapshot: list | None = None
         self._in_snapshot = False
@@ -610,12 +612,31 @@ class Host:
     def kvm_available(self, arch: str | None = None) -> bool:
         """libvirt offers the kvm domain type for this arch (so /dev/kvm is there).
 
-        It does not prove KVM guests run: nested KVM can hang, which is why
-        tests and the demo choose ``type: qemu`` explicitly.
+        It does not prove KVM guests run: nested KVM can hang (see kvm_usable).
         """
         caps = self.get_capabilities()
         arch = arch or caps.findtext("host/cpu/arch")
         return bool(caps.xpath("guest[arch/@name=$a]/arch/domain[@type='kvm']", a=arch))
+
+    def kvm_usable(self, arch: str | None = None) -> bool | None:
+        """KVM is offered and really runs guest code here (kvmprobe): False when offered but hangs.
+
+        None when it cannot be told: a remote URI, an arch other than x86, or a
+        probe QEMU could not start; callers then trust what libvirt offers.
+        """
+        caps = self.get_capabilities()
+        arch = arch or caps.findtext("host/cpu/arch")
+        if arch not in self._kvm_usable:
+            arch_el = caps.xpath("guest[arch/@name=$a]/arch[domain/@type='kvm']", a=arch)
+            if not arch_el:
+                result: bool | None = False
+            elif not self.is_local() or arch not in ("x86_64", "i686"):
+                result = None
+            else:
+                emulator = arch_el[0].findtext("domain[@type='kvm']/emulator") or arch_el[0].findtext("emulator")
+                result = kvmprobe.kvm_runs_guests(emulator) if emulator else None
+            self._kvm_usable[arch] = result
+        return self._kvm_usable[arch]
 
     def get_cpu_info(self) -> dict[str, Any]:
         """Host CPU from capabilities: arch, model, vendor, topology, features."""

@@ -13,7 +13,8 @@ description:
     validated against libvirt's RelaxNG C(domain.rng) when the schemas are installed.
   - Pure by default - no libvirt connection is opened unless O(uri) is set. With O(uri),
     host-dependent defaults come from that host's capabilities - domain type (V(kvm) when
-    the host offers it, else V(qemu)), architecture, machine type, emulator path and the UEFI
+    the host offers it and KVM really runs guest code there, else V(qemu); on a local URI a
+    nested KVM that hangs is detected by booting a tiny probe firmware once per boot), architecture, machine type, emulator path and the UEFI
     loader for C(os.firmware=efi) in O(spec). A C(type) in the spec always wins.
   - Returns the normalised spec too (sizes in MiB, disk targets derived, defaults made explicit),
     the form the M(hypervisor.libvirt.domain) module compares against.

@@ -135,9 +135,13 @@ ansible_facts:
           returned: when numa is gathered
         domain_capabilities:
           description:
-            - What guests the host can run - C(arch), C(virt_types), C(kvm_available), C(kvm_device),
-              C(emulator), C(machine), C(machines), C(max_vcpus), C(firmware), C(loaders), C(secure_boot).
+            - What guests the host can run - C(arch), C(virt_types), C(kvm_available), C(kvm_usable),
+              C(kvm_device), C(emulator), C(machine), C(machines), C(max_vcpus), C(firmware),
+              C(loaders), C(secure_boot).
             - C(kvm_available) only says libvirt offers the kvm type; nested KVM may still hang.
+              C(kvm_usable) says whether KVM really runs guest code - a probe firmware is booted
+              under KVM (once per boot; a hang costs 3 seconds the first time); C(null) when it
+              cannot be told (remote URI, non-x86 host).
           type: dict
           returned: when capabilities is gathered
         domains:

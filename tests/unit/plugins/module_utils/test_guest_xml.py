@@ -254,8 +254,11 @@ def test_with_qemu_system_host():
         loaders = [v.text for v in dcaps.findall("os/loader/value")]
         if loaders:
             assert dom.findtext("os/loader") in loaders
-        auto = xmlutil.parse(guest.guest_xml(dict(name="hvl-q", memory=64), host=host))
-        assert auto.get("type") == ("kvm" if host.kvm_available() else "qemu")
+        # without a type: kvm only where the host offers it and the probe saw it run guest code
+        for usable, expected in ((False, "qemu"), (None, "kvm"), (True, "kvm")):
+            host._kvm_usable = {host.get_cpu_info()["arch"]: usable}
+            auto = xmlutil.parse(guest.guest_xml(dict(name="hvl-q", memory=64), host=host))
+            assert auto.get("type") == (expected if host.kvm_available() else "qemu")
 
 
 def test_without_host_nothing_host_specific():
