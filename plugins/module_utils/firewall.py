@@ -86,6 +86,7 @@ _IP_PROTOCOLS = {"icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "esp": 50, "ah": 51,
                  "sctp": 132, "udplite": 136}
 _SYMBOLS = {"protocolid": _ETHER_TYPES, "encap-protocol": _ETHER_TYPES, "protocol": _IP_PROTOCOLS}
 _BOOLEANS = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
+_INT_RE = re.compile(r"^-?[0-9]+$")
 _CASE_SENSITIVE = ("comment", "ipset")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _PARAM_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
@@ -142,9 +143,10 @@ def _check_rule(rule: Any, path: str) -> tuple[str | None, dict[str, Any]]:
         if rule.get(key) not in allowed:
             raise InvalidSpec("%s.%s" % (path, key), "%r is not one of %s" % (rule.get(key), ", ".join(allowed)))
     prio = rule.get("priority")
-    if prio is not None and (isinstance(prio, bool) or not str(prio).lstrip("-").isdigit()
+    if prio is not None and (isinstance(prio, (bool, float)) or not _INT_RE.match(str(prio))
                              or not -1000 <= int(prio) <= 1000):
         raise InvalidSpec("%s.priority" % path, "%r is not an integer from -1000 to 1000" % (prio,))
+    _statematch(rule.get("statematch"), "%s.statematch" % path)
     attrs: dict[str, Any] = {}
     if protocol is not None:
         raw = rule[next(k for k in rule if k not in RULE_KEYS)]
@@ -164,13 +166,27 @@ def _check_rule(rule: Any, path: str) -> tuple[str | None, dict[str, Any]]:
     return protocol, attrs
 
 
-def _statematch_text(value: Any) -> str | None:
-    """libvirt only knows statematch='false'; true is the default and left out."""
+def _statematch(value: Any, path: str = "statematch") -> bool:
+    """A rule's statematch as a bool (None: libvirt's default, true); anything else names its path.
+
+    libvirt's schema accepts only 'false' and '0' (any case); its parser reads every other
+    string as true, so a typo would silently keep connection tracking on.
+    """
     if value is None:
-        return None
+        return True
     if isinstance(value, bool):
-        return None if value else "false"
-    return None if _BOOLEANS.get(str(value).strip().lower(), True) else "false"
+        return value
+    if isinstance(value, (str, int)):
+        known = _BOOLEANS.get(str(value).strip().lower())
+        if known is not None:
+            return known
+    raise InvalidSpec(path, "%r is not a boolean; use false (or no, 0) to turn connection tracking off, "
+                            "true (or yes, 1, or leave it out) for libvirt's default" % (value,))
+
+
+def _statematch_text(value: Any, path: str = "statematch") -> str | None:
+    """libvirt only knows statematch='false'; true is the default and left out."""
+    return None if _statematch(value, path) else "false"
 
 
 def _params_items(parameters: Any, path: str) -> list[tuple[str, str]]:
@@ -505,9 +521,10 @@ class NWFilterFirewall:
             current = parse_filter(before)
             if filters_equal(desired, current):
                 return False, before, before
-            # libvirt's defaults the request left open are kept, so the diff shows only real changes
-            if chain is None:
-                chain = current["chain"]
+            # An omitted chain is the documented default, root, like every omitted option (libvirt moves
+            # a filter to another chain in place, also while guests use it, as long as the UUID is kept).
+            # libvirt prints chain and its default priority, so say them to make the diff show only real changes.
+            chain = chain if chain is not None else "root"
             if priority is None and current["priority"] == chain_default_priority(chain) \
                     and current["priority"] != 0:
                 priority = current["priority"]

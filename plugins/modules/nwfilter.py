@@ -30,8 +30,11 @@ options:
     description:
       - The filter's rules, in order. Each is a dict with C(action) (V(drop), V(reject), V(accept),
         V(return), V(continue)), C(direction) (V(in), V(out), V(inout)), optional C(priority)
-        (-1000..1000, libvirt's default 500) and C(statematch) (V(false) to turn connection
-        tracking off), and at most one protocol key holding that protocol's match attributes.
+        (an integer -1000..1000, libvirt's default 500) and C(statematch) (a boolean, V(false), V(no)
+        or V(0) turn connection tracking off; V(true), V(yes), V(1) or leaving it out keep libvirt's
+        default, on), and at most one protocol key holding that protocol's match attributes.
+      - A bad C(action), C(direction), C(priority) or C(statematch) is an error naming the rule,
+        for example C(rules[0].statematch), before anything changes.
       - Protocols are V(mac), V(vlan), V(stp), V(arp), V(rarp), V(ip), V(ipv6), V(tcp), V(udp),
         V(sctp), V(icmp), V(igmp), V(esp), V(ah), V(udplite), V(all) and the IPv6 variants
         V(tcp-ipv6), V(udp-ipv6), V(sctp-ipv6), V(icmpv6), V(all-ipv6), V(esp-ipv6), V(ah-ipv6),
@@ -50,8 +53,14 @@ options:
     type: list
     elements: raw
   chain:
-    description: The chain the filter's rules go to, V(root) (default) or V(mac), V(stp), V(vlan),
-      V(arp), V(rarp), V(ipv4), V(ipv6) with an optional suffix.
+    description:
+      - The chain the filter's rules go to, V(root) (default) or V(mac), V(stp), V(vlan),
+        V(arp), V(rarp), V(ipv4), V(ipv6) with an optional suffix.
+      - Like every option of a present filter, leaving it out means its default, not "keep what is
+        there" - a filter defined on another chain is moved back to V(root), just as omitted
+        O(rules) and O(filterrefs) mean none and an omitted O(priority) means the chain's default.
+      - libvirt moves an existing filter to another chain in place (its UUID kept), also while
+        guests use it.
     type: str
   priority:
     description: The filter's priority in its chain (-1000..1000); libvirt's default depends on the chain.

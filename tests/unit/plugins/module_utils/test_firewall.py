@@ -86,6 +86,15 @@ def test_variables_are_allowed_where_libvirt_allows_them():
     ([{"action": "block", "direction": "in"}], "rules[0].action", "reject"),
     ([{"action": "drop", "direction": "both"}], "rules[0].direction", "inout"),
     ([{"action": "drop", "direction": "in", "priority": 5000}], "rules[0].priority", "-1000"),
+    ([{"action": "drop", "direction": "in", "priority": "--5"}], "rules[0].priority", "-1000"),
+    ([{"action": "drop", "direction": "in", "priority": 1.5}], "rules[0].priority", "-1000"),
+    ([{"action": "accept", "direction": "in", "statematch": "maybe", "tcp": {}}], "rules[0].statematch", "false"),
+    ([{"action": "accept", "direction": "in", "statematch": 2}], "rules[0].statematch", "true"),
+    ([{"action": "accept", "direction": "in", "statematch": ""}], "rules[0].statematch", "false"),
+    ([{"action": "accept", "direction": "in", "statematch": [False]}], "rules[0].statematch", "false"),
+    ([{"action": "DROP", "direction": "in"}], "rules[0].action", "drop"),
+    ([{"direction": "in"}], "rules[0].action", "accept"),
+    ([{"action": "drop"}], "rules[0].direction", "inout"),
     ([{"action": "drop", "direction": "in", "tcp": {"dstportstart": 70000}}], "rules[0].tcp.dstportstart", "70000"),
     ([{"action": "drop", "direction": "in", "ip": {"srcipaddr": "10.0.0"}}], "rules[0].ip.srcipaddr", "10.0.0"),
     ([{"action": "drop", "direction": "in", "tcp": {"state": "NEWISH"}}], "rules[0].tcp.state", "NEWISH"),
@@ -102,6 +111,28 @@ def test_bad_rules_name_the_path(rules, path, words):
         fw.filter_config("hvl-ut-bad", rules)
     assert err.value.path == path
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize("value,stored", [
+    (False, "false"), ("false", "false"), ("FALSE", "false"), ("no", "false"), (0, "false"), ("0", "false"),
+    (True, None), ("true", None), ("Yes", None), (1, None), ("1", None), (None, None),
+])
+def test_statematch_spellings(value, stored):
+    # libvirt's schema knows only statematch='false'/'0'; true is its default and left out
+    rule = {"action": "accept", "direction": "in", "statematch": value, "tcp": {}}
+    el = fw.filter_config("hvl-ut-sm", [rule])
+    assert el.find("rule").get("statematch") == stored
+    back = fw.parse_filter(xmlutil.to_string(el))
+    assert fw.filters_equal(back, {"name": "hvl-ut-sm", "rules": [rule]})
+
+
+def test_bad_statematch_is_refused_by_the_comparison_too():
+    # canonical_filter must not read a bad value as "true" (the silent drop QA saw)
+    with pytest.raises(InvalidSpec) as err:
+        fw.filters_equal({"name": "f", "rules": [{"action": "accept", "direction": "in", "statematch": "maybe"}]},
+                         {"name": "f", "rules": [{"action": "accept", "direction": "in"}]})
+    assert err.value.path == "rules[0].statematch"
+    assert "'maybe'" in str(err.value)
 
 
 @pytest.mark.parametrize("kwargs,path", [

@@ -110,6 +110,35 @@ def test_define_is_idempotent_keeps_uuid_and_honours_check_mode(firewall, names)
     assert xmlutil.parse(firewall.get_filter_xml(name)).find("rule/tcp").get("dstportstart") == "8080"
 
 
+def test_omitted_chain_means_root_and_settles(firewall, names):
+    # QA: a filter on chain ipv4, then the same rules without chain, reported changed forever with
+    # "libvirt stored ... differently" and an empty diff. Omitted means the documented default, root
+    # (like omitted rules, filterrefs, priority); libvirt moves the chain in place when the UUID is kept.
+    name = names("chain")
+    rules = [{"action": "drop", "direction": "in", "tcp": {"dstportstart": 25}}]
+    changed, _before, after = firewall.define_filter(name, rules, chain="ipv4")
+    assert changed and xmlutil.parse(after).get("chain") == "ipv4"
+    uuid = fw.parse_filter(after)["uuid"]
+
+    changed, before, predicted = firewall.define_filter(name, rules, check_mode=True)
+    assert changed and before == after and predicted != before, "check mode must show the chain change"
+    assert xmlutil.parse(predicted).get("chain") == "root" and xmlutil.parse(predicted).get("priority") is None
+    assert firewall.get_filter_xml(name) == after, "check mode changed the filter"
+
+    changed, before, stored = firewall.define_filter(name, rules)
+    assert changed and firewall.warnings == []
+    assert xmlutil.parse(stored).get("chain") == "root" and fw.parse_filter(stored)["uuid"] == uuid
+    assert fw.filters_equal(fw.parse_filter(stored), fw.parse_filter(predicted)), "check mode predicted it"
+    assert firewall.define_filter(name, rules) == (False, stored, stored)
+    assert firewall.define_filter(name, rules, chain="root")[0] is False
+
+    # and back, with a suffixed chain and libvirt's default priority for it kept out of the diff
+    assert firewall.define_filter(name, rules, chain="ipv4-x")[0] is True
+    assert firewall.warnings == []
+    assert firewall.define_filter(name, rules, chain="ipv4-x")[0] is False
+    assert fw.parse_filter(firewall.get_filter_xml(name))["priority"] == -700
+
+
 def test_raw_xml_is_compared_semantically(firewall, names):
     name = names("raw")
     xml = "<filter name='%s'><rule action='accept' direction='in'><tcp dstportstart='0x16'/></rule></filter>" % name
