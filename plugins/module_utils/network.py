@@ -11,18 +11,21 @@ imports; every libvirt call goes through ``Host.call``.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
+    HypervisorError,
     InvalidSpec,
     NotFound,
     OperationFailed,
 )
 
 FORWARD_MODES = ("none", "isolated", "nat", "route", "bridge", "open")
+L3_MODES = ("none", "nat", "route", "open")  # libvirt's own bridge: name, stp, delay, mac, mtu
 STATES = ("present", "active", "inactive", "absent")
 SPEC_KEYS = ("name", "forward", "bridge", "mtu", "mac", "domain", "dns", "ips", "ip")
 
@@ -78,8 +81,13 @@ def _int(value: Any, path: str, low: int, high: int) -> int:
     return number
 
 
-def _check_ip(ip: Any, path: str) -> dict[str, Any]:
-    """One ``ips`` entry, normalised: family, address, prefix, dhcp ranges and hosts."""
+def _check_ip(ip: Any, path: str, strict: bool = True) -> dict[str, Any]:
+    """One ``ips`` entry, normalised: family, address, prefix, dhcp ranges and hosts.
+
+    ``strict`` (user input) also refuses what libvirt's define accepts but its
+    in-place updates (``virNetworkUpdate``) refuse: two ranges alike, and two
+    hosts sharing a MAC, a name or an IP.
+    """
     ip = _dict(ip, path, ("address", "prefix", "netmask", "family", "dhcp"))
     if "address" not in ip:
         raise InvalidSpec("%s.address" % path, "required")
@@ -113,28 +121,41 @@ def _check_ip(ip: Any, path: str) -> dict[str, Any]:
                 raise InvalidSpec("%s.%s" % (p, k), "%s is outside %s" % (v, net))
         if ipaddress.ip_address(start) > ipaddress.ip_address(end):
             raise InvalidSpec(p, "start %s is after end %s" % (start, end))
-        ranges.append({"start": start, "end": end})
+        entry = {"start": start, "end": end}
+        if strict and entry in ranges:
+            raise InvalidSpec(p, "%s-%s is already given as ranges[%d]" % (start, end, ranges.index(entry)))
+        ranges.append(entry)
     for i, host in enumerate(dhcp.get("hosts") or []):
         p = "%s.dhcp.hosts[%d]" % (path, i)
         host = _dict(host, p, ("mac", "name", "ip"))
         if not host.get("mac") and not host.get("name"):
             raise InvalidSpec(p, "a DHCP host needs mac or name")
-        entry = {"mac": _mac(host["mac"], "%s.mac" % p) if host.get("mac") else None,
-                 "name": str(host["name"]) if host.get("name") else None,
-                 "ip": _addr(host["ip"], "%s.ip" % p, version) if host.get("ip") else None}
-        if entry["ip"] and ipaddress.ip_address(entry["ip"]) not in net:
+        mac = _mac(host["mac"], "%s.mac" % p) if host.get("mac") else None
+        if version == 6 and mac:
+            raise InvalidSpec("%s.mac" % p, "libvirt identifies IPv6 DHCP hosts by name, not by MAC")
+        if not host.get("ip"):
+            raise InvalidSpec("%s.ip" % p, "required: a static DHCP host reserves an address")
+        entry = {"mac": mac, "name": str(host["name"]) if host.get("name") else None,
+                 "ip": _addr(host["ip"], "%s.ip" % p, version)}
+        if ipaddress.ip_address(entry["ip"]) not in net:
             raise InvalidSpec("%s.ip" % p, "%s is outside %s" % (entry["ip"], net))
+        for key in ("mac", "name", "ip") if strict else ():
+            other = next((j for j, h in enumerate(hosts) if entry[key] is not None and h[key] == entry[key]), None)
+            if other is not None:
+                raise InvalidSpec("%s.%s" % (p, key), "%s is already given to hosts[%d]" % (entry[key], other))
         hosts.append(entry)
-    keys = [h["mac"] or h["name"] for h in hosts]
-    dup = next((k for k in keys if keys.count(k) > 1), None)
-    if dup:
-        raise InvalidSpec("%s.dhcp.hosts" % path, "%s is listed twice" % dup)
+    # libvirt stores no empty <dhcp/>: no ranges and no hosts is no DHCP
     return {"family": "ipv%d" % version, "address": address, "prefix": prefix,
-            "dhcp": {"ranges": ranges, "hosts": hosts} if (ranges or hosts or ip.get("dhcp") is not None) else None}
+            "dhcp": {"ranges": ranges, "hosts": hosts} if (ranges or hosts) else None}
 
 
-def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """A user's network spec, validated and normalised; errors name the path."""
+def check_spec(spec: dict[str, Any], strict: bool = True) -> dict[str, Any]:
+    """A user's network spec, validated and normalised; errors name the path.
+
+    Everything is checked before anything is touched. ``strict=False`` reads
+    what libvirt already stores, which may hold what its define accepts but
+    this module would refuse as input (duplicate DHCP hosts).
+    """
     spec = _dict(spec, "", SPEC_KEYS)
     name = spec.get("name")
     if not name or not isinstance(name, str) or "/" in name:
@@ -174,7 +195,12 @@ def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
     raw_ips = [spec["ip"]] if spec.get("ip") is not None else (spec.get("ips") or [])
     if not isinstance(raw_ips, list):
         raise InvalidSpec("ips", "a list of {address, prefix|netmask, dhcp}")
-    ips = [_check_ip(ip, "ips[%d]" % i if spec.get("ips") is not None else "ip") for i, ip in enumerate(raw_ips)]
+    ips = [_check_ip(ip, "ips[%d]" % i if spec.get("ips") is not None else "ip", strict) for i, ip in enumerate(raw_ips)]
+    for i, ip in enumerate(ips):  # libvirt serves DHCP on one address per family
+        first = next(j for j, o in enumerate(ips) if o["family"] == ip["family"] and (o["dhcp"] or j == i))
+        if ip["dhcp"] and first != i:
+            raise InvalidSpec("ips[%d].dhcp" % i, "libvirt serves DHCP on one %s address per network; ips[%d] has it"
+                              % (ip["family"].replace("ipv", "IPv"), first))
     if mode == "bridge" and ips:
         raise InvalidSpec("ips", "a network with forward mode bridge has no IP of its own")
     domain = spec.get("domain")
@@ -218,7 +244,9 @@ def network_config(spec: dict[str, Any], uuid: str | None = None, mac: str | Non
     """A checked spec -> a <network> element valid against network.rng.
 
     ``uuid``, ``mac`` and ``bridge_name`` carry over what libvirt generated
-    for an existing network, so redefining it keeps them.
+    for an existing network, so redefining it keeps them. The XML is in the
+    form libvirt stores it (element order, the bridge's stp and delay, the
+    forward dev as an <interface> too), so what is defined is what is read back.
     """
     s = spec
     root = etree.Element("network")
@@ -234,15 +262,16 @@ def network_config(spec: dict[str, Any], uuid: str | None = None, mac: str | Non
                 xmlutil.sub(n, "address", fwd["nat"]["addresses"])
             if fwd["nat"].get("ports"):
                 xmlutil.sub(n, "port", fwd["nat"]["ports"])
+        if fwd.get("dev"):
+            xmlutil.sub(f, "interface", {"dev": fwd["dev"]})
     br = s["bridge"]
     name = br.get("name") or bridge_name
     if fwd["mode"] == "bridge":
         if name:
             xmlutil.sub(root, "bridge", {"name": name})
-    elif name or br.get("stp") is not None or br.get("delay") is not None:
-        xmlutil.sub(root, "bridge", {"name": name,
-                                     "stp": None if br.get("stp") is None else ("on" if br["stp"] else "off"),
-                                     "delay": br.get("delay")})
+    else:  # libvirt's defaults written out, as libvirt stores them
+        xmlutil.sub(root, "bridge", {"name": name, "stp": "off" if br.get("stp") is False else "on",
+                                     "delay": br.get("delay") or 0})
     if s.get("mtu"):
         xmlutil.sub(root, "mtu", {"size": s["mtu"]})
     if (s.get("mac") or mac) and fwd["mode"] != "bridge":
@@ -262,7 +291,7 @@ def network_config(spec: dict[str, Any], uuid: str | None = None, mac: str | Non
         attrs = {"family": ip["family"] if ip["family"] == "ipv6" else None, "address": ip["address"],
                  "prefix": ip["prefix"]}
         ie = xmlutil.sub(root, "ip", attrs)
-        if ip.get("dhcp") is not None:
+        if ip.get("dhcp"):
             de = xmlutil.sub(ie, "dhcp")
             for r in ip["dhcp"]["ranges"]:
                 xmlutil.sub(de, "range", r)
@@ -369,6 +398,19 @@ def _host_key(h: dict[str, Any]) -> str:
     return h.get("mac") or "name:%s" % h.get("name")
 
 
+def _host_tuple(h: dict[str, Any]) -> tuple:
+    return tuple(h.get(k) or "" for k in ("mac", "name", "ip"))
+
+
+def _range_tuple(r: dict[str, Any]) -> tuple:
+    return (r["start"], r["end"])
+
+
+def _dhcp_lists(ip: dict[str, Any]) -> dict[str, list]:
+    return {"ranges": list((ip.get("dhcp") or {}).get("ranges") or []),
+            "hosts": list((ip.get("dhcp") or {}).get("hosts") or [])}
+
+
 def differences(desired: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Which fields differ, declared per field: libvirt's own additions are never a difference.
 
@@ -403,24 +445,206 @@ def differences(desired: dict[str, Any], current: dict[str, Any]) -> list[str]:
     cips = {_ip_key(i): i for i in current["ips"]}
     if set(dips) != set(cips):
         diffs.append("ips")
-    else:
+    else:  # no DHCP is no ranges and no hosts (libvirt drops an empty <dhcp/>)
         for key, dip in dips.items():
-            cip = cips[key]
-            if (dip["dhcp"] is None) != (cip["dhcp"] is None):
-                diffs.append("ips[%s].dhcp" % dip["address"])
-            elif dip["dhcp"] is not None:
-                if sorted(map(str, dip["dhcp"]["ranges"])) != sorted(map(str, cip["dhcp"]["ranges"])):
-                    diffs.append("ips[%s].dhcp.ranges" % dip["address"])
-                dh = {_host_key(h): h for h in dip["dhcp"]["hosts"]}
-                ch = {_host_key(h): h for h in cip["dhcp"]["hosts"]}
-                if dh != ch:
-                    diffs.append("ips[%s].dhcp.hosts" % dip["address"])
+            dd, cd = _dhcp_lists(dip), _dhcp_lists(cips[key])
+            if sorted(map(_range_tuple, dd["ranges"])) != sorted(map(_range_tuple, cd["ranges"])):
+                diffs.append("ips[%s].dhcp.ranges" % dip["address"])
+            if sorted(map(_host_tuple, dd["hosts"])) != sorted(map(_host_tuple, cd["hosts"])):
+                diffs.append("ips[%s].dhcp.hosts" % dip["address"])
     return diffs
 
 
 def _current_spec(xml: str) -> dict[str, Any]:
     """libvirt's XML in check_spec() form (libvirt's XML is trusted, so it always checks)."""
-    return check_spec(parse_network(xml)["spec"])
+    return check_spec(parse_network(xml)["spec"], strict=False)
+
+
+# ---------------------------------------------------------------------- DHCP in place
+# virNetworkUpdate applies one command at a time, each on its own terms (libvirt's
+# virNetworkDefUpdateIPDHCPHost/-Range): an add is refused when any host already
+# has its MAC, name or IP; a modify replaces the FIRST host sharing its MAC, IP or
+# name (which need not be the one meant); a delete removes the first host whose
+# given attributes all match; a range is added or deleted only whole; and an add
+# is refused while another <ip> of the same family serves DHCP. A plan of steps is
+# therefore simulated under those rules, in full, before the first one is sent.
+class _Refused(Exception):
+    """libvirt would refuse this step."""
+
+
+class _Step:
+    """One virNetworkUpdate call: command add|modify|delete on section host|range of <ip> number ``index``."""
+
+    def __init__(self, command: str, section: str, index: int, entry: dict[str, Any], target: Any = None) -> None:
+        self.command, self.section, self.index, self.entry, self.target = command, section, index, entry, target
+        what = _host_key(entry) if section == "host" else "%s-%s" % (entry["start"], entry["end"])
+        self.label = "dhcp-%s-%s %s" % (section, command, what)
+
+    def xml(self) -> str:
+        return host_xml(self.entry) if self.section == "host" else range_xml(self.entry)
+
+
+def _host_clash(h: dict[str, Any], o: dict[str, Any]) -> bool:
+    """libvirt's rule for refusing an add, and for picking the host a modify replaces."""
+    return bool((h.get("mac") and o.get("mac") and h["mac"] == o["mac"]) or
+                (h.get("name") and h["name"] == o.get("name")) or (h.get("ip") and h["ip"] == o.get("ip")))
+
+
+def _host_deletes(h: dict[str, Any], o: dict[str, Any]) -> bool:
+    """libvirt's rule for the host a delete removes: every attribute given matches."""
+    return (not h.get("mac") or not o.get("mac") or h["mac"] == o["mac"]) and \
+        (not h.get("name") or h["name"] == o.get("name")) and (not h.get("ip") or h["ip"] == o.get("ip"))
+
+
+def _dhcp_state(xml: str | Any) -> list[dict[str, Any]]:
+    """Per <ip> of a network's XML, in order: family, and its DHCP ranges and hosts (each with its element)."""
+    root = xmlutil.parse(xml, "xml") if isinstance(xml, (str, bytes)) else xml
+    state = []
+    for ip in root.findall("ip"):
+        family = ipaddress.ip_address(ip.get("address")).version if ip.get("address") else 4
+        hosts, ranges = [], []
+        for h in ip.findall("dhcp/host"):
+            hosts.append({"mac": (h.get("mac") or "").lower() or None, "name": h.get("name"),
+                          "ip": str(ipaddress.ip_address(h.get("ip"))) if h.get("ip") else None, "el": h})
+        for r in ip.findall("dhcp/range"):
+            ranges.append({"start": str(ipaddress.ip_address(r.get("start"))),
+                           "end": str(ipaddress.ip_address(r.get("end"))), "el": r})
+        state.append({"family": family, "hosts": hosts, "ranges": ranges})
+    return state
+
+
+def _copy_state(state: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """New lists, the same entries (a modify's target is found by identity)."""
+    return [dict(ip, hosts=list(ip["hosts"]), ranges=list(ip["ranges"])) for ip in state]
+
+
+def _simulate(state: list[dict[str, Any]], step: _Step) -> None:
+    """Apply ``step`` to ``state`` as libvirt would, or raise _Refused where libvirt would refuse it."""
+    if not 0 <= step.index < len(state):
+        raise _Refused("%s: the network has no <ip> number %d" % (step.label, step.index))
+    ip, e = state[step.index], step.entry
+    items = ip["hosts"] if step.section == "host" else ip["ranges"]
+    if step.command == "add":
+        if any(o is not ip and o["family"] == ip["family"] and (o["hosts"] or o["ranges"]) for o in state):
+            raise _Refused("%s: another IPv%d address of the network serves DHCP" % (step.label, ip["family"]))
+        if any(_host_clash(e, o) if step.section == "host" else _range_tuple(e) == _range_tuple(o) for o in items):
+            raise _Refused("%s: an existing entry has its MAC, name or IP" % step.label)
+        items.append(e)
+        return
+    if step.command == "modify":
+        i = next((i for i, o in enumerate(items) if _host_clash(e, o)), None)
+    elif step.section == "host":
+        i = next((i for i, o in enumerate(items) if _host_deletes(e, o)), None)
+    else:
+        i = next((i for i, o in enumerate(items) if _range_tuple(e) == _range_tuple(o)), None)
+    if i is None:
+        raise _Refused("%s: no matching entry" % step.label)
+    if step.command == "modify":
+        items[i] = e
+    else:
+        del items[i]
+
+
+def _runs(state: list[dict[str, Any]], steps: list[_Step]) -> list[dict[str, Any]] | None:
+    """The state after ``steps``, or None when libvirt would refuse one of them."""
+    state = _copy_state(state)
+    try:
+        for step in steps:
+            _simulate(state, step)
+    except _Refused:
+        return None
+    return state
+
+
+def _same_dhcp(state: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
+    return all(sorted(map(_host_tuple, s["hosts"])) == sorted(map(_host_tuple, w["hosts"])) and
+               sorted(map(_range_tuple, s["ranges"])) == sorted(map(_range_tuple, w["ranges"]))
+               for s, w in zip(state, want))
+
+
+def plan_dhcp(state: list[dict[str, Any]], want: list[dict[str, Any]]) -> list[_Step] | None:
+    """virNetworkUpdate steps taking the DHCP ranges and hosts of ``state`` to ``want`` (both per <ip>).
+
+    Host deletes, host modifies, range deletes, then adds (hosts, ranges): an
+    add never meets an entry that is going away, nor another <ip> still
+    serving DHCP. A host whose new MAC, name or IP is still held by
+    another host would make libvirt modify that other host: it is deleted and
+    added instead. Returns None when no plan passes the simulation (libvirt's
+    config holding what an in-place update cannot reach, e.g. duplicate hosts).
+    """
+    replace: set[tuple[int, str]] = set()
+    while True:
+        deletes, modifies, adds = [], [], []
+        for index, (cur, wnt) in enumerate(zip(state, want)):
+            wanted = {_host_key(h): h for h in wnt["hosts"]}
+            claimed: set[str] = set()
+            for c in cur["hosts"]:
+                key = _host_key(c)
+                if key in wanted and key not in claimed and (index, key) not in replace:
+                    claimed.add(key)
+                    if _host_tuple(c) != _host_tuple(wanted[key]):
+                        modifies.append(_Step("modify", "host", index, wanted[key], target=c))
+                else:
+                    deletes.append(_Step("delete", "host", index, c))
+            adds += [_Step("add", "host", index, h) for key, h in wanted.items() if key not in claimed]
+            missing = [_range_tuple(r) for r in wnt["ranges"]]
+            for r in cur["ranges"]:
+                if _range_tuple(r) in missing:
+                    missing.remove(_range_tuple(r))
+                else:
+                    deletes.append(_Step("delete", "range", index, r))
+            adds += [_Step("add", "range", index, r) for r in wnt["ranges"] if _range_tuple(r) in missing]
+        sim = _runs(state, sorted(deletes, key=lambda s: s.section))  # hosts, then ranges
+        if sim is None:
+            return None
+        clash = None
+        for step in modifies:  # safe only when the target is the one host sharing anything with the new entry
+            hosts = sim[step.index]["hosts"]
+            if not any(o is step.target for o in hosts) or \
+                    any(o is not step.target and _host_clash(step.entry, o) for o in hosts):
+                clash = step
+                break
+            _simulate(sim, step)
+        if clash is None:
+            break
+        replace.add((clash.index, _host_key(clash.entry)))
+    host_deletes = [s for s in deletes if s.section == "host"]
+    steps = host_deletes + modifies + [s for s in deletes if s not in host_deletes] + sorted(adds, key=lambda s: s.section)
+    end = _runs(state, steps)
+    return steps if end is not None and _same_dhcp(end, want) else None
+
+
+def dhcp_after(xml: str, steps: list[_Step]) -> str:
+    """``xml`` as libvirt formats it once ``steps`` are applied: ranges, then hosts, then the rest of <dhcp>."""
+    root = xmlutil.parse(xml, "xml")
+    state = _dhcp_state(root)
+    for step in steps:
+        _simulate(state, step)
+    for index in sorted({s.index for s in steps}):
+        ip_el = root.findall("ip")[index]
+        old = ip_el.find("dhcp")
+        rest = [c for c in old if c.tag not in ("range", "host")] if old is not None else []
+        if old is not None:
+            ip_el.remove(old)
+        if not (state[index]["ranges"] or state[index]["hosts"]):
+            continue  # libvirt drops an empty <dhcp>, bootp and all
+        dhcp = xmlutil.sub(ip_el, "dhcp")
+        for r in state[index]["ranges"]:
+            dhcp.append(r["el"] if r.get("el") is not None else etree.fromstring(range_xml(r)))
+        for h in state[index]["hosts"]:
+            dhcp.append(h["el"] if h.get("el") is not None else etree.fromstring(host_xml(h)))
+        for c in rest:
+            dhcp.append(c)
+    return xmlutil.to_string(root)
+
+
+def _want_state(desired: dict[str, Any], state_xml: str) -> list[dict[str, Any]] | None:
+    """``desired``'s DHCP per <ip> of ``state_xml``, in its order; None when the addresses differ."""
+    order = [_ip_key(i) for i in _current_spec(state_xml)["ips"]]
+    dips = {_ip_key(i): i for i in desired["ips"]}
+    if sorted(order) != sorted(dips):
+        return None
+    return [_dhcp_lists(dips[key]) for key in order]
 
 
 # ---------------------------------------------------------------------- converging
@@ -501,10 +725,21 @@ class NetworkManager:
             return conn.networkDefineXML(xml)
         self._do("define", "defining network", define)
 
-    def _update(self, net: Any, command: int, section: int, index: int, xml: str, live: bool, label: str) -> None:
+    def _update(self, net: Any, step: _Step, live: bool, record: bool = True) -> None:
+        command = {"add": libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, "modify": libvirt.VIR_NETWORK_UPDATE_COMMAND_MODIFY,
+                   "delete": libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE}[step.command]
+        section = {"host": libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
+                   "range": libvirt.VIR_NETWORK_SECTION_IP_DHCP_RANGE}[step.section]
         flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG | (libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE if live else 0)
-        self._do(label, "updating network '%s' (%s)" % (net.name(), label),
-                 lambda _c: net.update(command, section, index, xml, flags))
+        xml = step.xml()
+        what = "updating network '%s' (%s)" % (net.name(), step.label)
+
+        def fn(_c: Any) -> Any:
+            return net.update(command, section, step.index, xml, flags)
+        if record:
+            self._do(step.label, what, fn)
+        else:
+            self._host.call(what, fn)
 
     # -- converging
     def ensure(self, spec: dict[str, Any] | None = None, xml: str | None = None, state: str = "present",
@@ -541,6 +776,7 @@ class NetworkManager:
                     self._do("undefine", "removing network '%s'" % name, lambda _c: net.undefine())
             return self._result(result, before, None)
 
+        predicted = before
         if net is None:
             if desired is None:
                 raise InvalidSpec("name", "network '%s' does not exist; give its settings or xml" % name)
@@ -550,7 +786,7 @@ class NetworkManager:
         else:
             active = self._flag(net, "active")
             if desired is not None:
-                self._converge(net, desired, before, active, xml, restart_on_change, force, result)
+                predicted = self._converge(net, desired, before, active, xml, restart_on_change, force, result)
 
         wants_active = {"active": True, "inactive": False}.get(state)
         if wants_active is True and not active:
@@ -563,12 +799,10 @@ class NetworkManager:
         if autostart is not None and (net is None or self._flag(net, "autostart") != autostart):
             self._do("autostart" if autostart else "no-autostart", "setting autostart of network '%s'" % name,
                      lambda _c: net.setAutostart(1 if autostart else 0))
-        after = before
-        if self.check_mode:
-            if "define" in self.actions or any(a.startswith("dhcp-") for a in self.actions):
-                cur = parse_network(before) if before else {}
-                after = xmlutil.to_string(network_config(desired, cur.get("uuid"), cur.get("mac"),
-                                                         cur.get("bridge_name")))
+        if self.check_mode:  # the persistent XML as the real run will leave it (less the ids a new one gets)
+            if before is None and desired is not None:
+                predicted = xml if xml is not None else xmlutil.to_string(network_config(desired))
+            after = predicted
         else:
             net = self._lookup(name)
             after = self._xml(net, inactive=True) if net is not None else None
@@ -580,68 +814,142 @@ class NetworkManager:
         return result
 
     def _converge(self, net: Any, desired: dict[str, Any], before: str, active: bool, xml: str | None,
-                  restart_on_change: bool, force: bool, result: dict[str, Any]) -> None:
-        """Change an existing network: DHCP via update (live + config), the rest by redefining."""
-        current = _current_spec(before)
-        diffs = differences(desired, current)
-        dhcp_only = bool(diffs) and all(d.endswith(".dhcp.hosts") or d.endswith(".dhcp.ranges") for d in diffs)
-        if dhcp_only:
-            self._update_dhcp(net, desired, current, before, active)
+                  restart_on_change: bool, force: bool, result: dict[str, Any]) -> str:
+        """Change an existing network: DHCP via update (live + config), the rest by redefining.
+
+        Returns the persistent XML as it will be: libvirt's own before-XML with
+        the DHCP steps applied, or the XML defined (which is in libvirt's form).
+        """
+        diffs = differences(desired, _current_spec(before))
+        live_before = self._xml(net, inactive=False) if active else None
+        after, live_after = before, live_before
+        steps = None
+        if diffs and all(d.endswith(".dhcp.hosts") or d.endswith(".dhcp.ranges") for d in diffs):
+            want = _want_state(desired, before)
+            steps = plan_dhcp(_dhcp_state(before), want) if want is not None else None
+        if steps is not None:
+            # live too, when the running config takes the same steps; else the config only, and a restart is pending
+            live = active and _want_state(desired, live_before) == want and _runs(_dhcp_state(live_before), steps) is not None
+            self._apply_dhcp(net, steps, live, before)
+            after = dhcp_after(before, steps)
+            if live:
+                live_after = dhcp_after(live_before, steps)
         elif diffs:
-            cur = parse_network(before)
-            new_xml = xmlutil.to_string(network_config(desired, cur["uuid"], cur["mac"], cur["bridge_name"]))
-            if xml is not None:  # the user's own XML, with libvirt's generated ids carried over
-                el = xmlutil.parse(xml, "xml")
-                if el.find("uuid") is None and cur["uuid"]:
-                    uuid = etree.Element("uuid")
-                    uuid.text = cur["uuid"]
-                    el.insert(1, uuid)
-                new_xml = xmlutil.to_string(el)
-            self._define(new_xml)
+            after = self._redefinition(desired, before, xml)
+            self._define(after)
         result["differences"] = diffs
         if active:
-            live = desired if self.check_mode and diffs else None
-            live_diffs = differences(desired, _current_spec(self._xml(net, inactive=False))) if live is None else \
-                [d for d in diffs if not (d.endswith(".dhcp.hosts") or d.endswith(".dhcp.ranges"))]
-            if live_diffs:
+            if not self.check_mode:
+                live_after = self._xml(net, inactive=False)
+            if differences(desired, _current_spec(live_after)):
                 if restart_on_change:
                     self._refuse_if_used(net.name(), "restarting", force)
                     self._do("stop", "stopping network '%s'" % net.name(), lambda _c: net.destroy())
                     self._do("start", "starting network '%s'" % net.name(), lambda _c: net.create())
                 else:
                     result["pending_restart"] = True
+        return after
 
-    def _update_dhcp(self, net: Any, desired: dict[str, Any], current: dict[str, Any], before: str,
-                     active: bool) -> None:
-        """Add, modify and delete DHCP hosts and ranges in place (live and persistent)."""
-        order = [_ip_key(i) for i in current["ips"]]
-        cips = {_ip_key(i): i for i in current["ips"]}
-        section_host = libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST
-        section_range = libvirt.VIR_NETWORK_SECTION_IP_DHCP_RANGE
-        for dip in desired["ips"]:
-            key = _ip_key(dip)
-            cip = cips[key]
-            index = order.index(key)
-            ch = {_host_key(h): h for h in cip["dhcp"]["hosts"]}
-            dh = {_host_key(h): h for h in dip["dhcp"]["hosts"]}
-            for k, h in ch.items():
-                if k not in dh:
-                    self._update(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, section_host, index,
-                                 host_xml(h), active, "dhcp-host-delete %s" % k)
-            for k, h in dh.items():
-                if k in ch and ch[k] != h:
-                    self._update(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_MODIFY, section_host, index,
-                                 host_xml(h), active, "dhcp-host-modify %s" % k)
-                elif k not in ch:
-                    self._update(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, section_host, index,
-                                 host_xml(h), active, "dhcp-host-add %s" % k)
-            cr = list(cip["dhcp"]["ranges"])
-            dr = dip["dhcp"]["ranges"]
-            for r in cr:
-                if r not in dr:
-                    self._update(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, section_range, index,
-                                 range_xml(r), active, "dhcp-range-delete %s-%s" % (r["start"], r["end"]))
-            for r in dr:
-                if r not in cr:
-                    self._update(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, section_range, index,
-                                 range_xml(r), active, "dhcp-range-add %s-%s" % (r["start"], r["end"]))
+    def _redefinition(self, desired: dict[str, Any], before: str, xml: str | None) -> str:
+        """The XML that redefines the network, keeping what libvirt generated and what the request leaves open."""
+        cur = parse_network(before)
+        if xml is None:
+            current = _current_spec(before)
+            keep = desired["forward"]["mode"] in L3_MODES and current["forward"]["mode"] in L3_MODES
+            return xmlutil.to_string(network_config(carry_over(desired, current), cur["uuid"], cur["mac"],
+                                                    cur["bridge_name"] if keep else None))
+        return xmlutil.to_string(keep_generated(xmlutil.parse(xml, "xml"), xmlutil.parse(before)))
+
+    def _apply_dhcp(self, net: Any, steps: list[_Step], live: bool, before: str) -> None:
+        """Run the planned steps; when one fails, undo those applied (or say exactly which are left)."""
+        done: list[_Step] = []
+        for step in steps:
+            try:
+                self._update(net, step, live)
+            except HypervisorError as exc:
+                if not done:
+                    raise
+                raise OperationFailed("%s; %s" % (exc.msg, self._undo(net, steps, done, live, before)),
+                                      uri=self._host.uri, code=exc.code)
+            done.append(step)
+
+    def _undo(self, net: Any, steps: list[_Step], done: list[_Step], live: bool, before: str) -> str:
+        """Take the network back to ``before``'s DHCP after a failed step; describe the outcome."""
+        original = _dhcp_state(before)
+        now = _runs(original, done)
+        back = plan_dhcp(now, original) if now is not None else None
+        applied = ", ".join(s.label for s in done)
+        left = ", ".join(s.label for s in steps[len(done) + 1:]) or "none"
+        if back is not None:
+            try:
+                for step in back:
+                    self._update(net, step, live, record=False)
+                return "the step(s) applied before it (%s) were rolled back, so the network's DHCP is as it was" % applied
+            except HypervisorError as exc:
+                reason = "rolling back failed: %s" % exc.msg
+        else:
+            reason = "no safe way to roll them back"
+        return ("the step(s) applied before it (%s) are NOT rolled back (%s); not applied: %s. "
+                "Fix the cause and run the task again, it converges from there" % (applied, reason, left))
+
+
+def carry_over(desired: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """``desired``, completed with the current values of what it leaves open (see differences()).
+
+    Redefining a network for one change must not reset what the request did
+    not name: the bridge's stp and delay, the MTU, the forward dev and NAT
+    ranges (while the mode stays), DNS enable.
+    """
+    out = copy.deepcopy(desired)
+    df, cf = out["forward"], current["forward"]
+    if df["mode"] == cf["mode"]:
+        if not df.get("dev") and cf.get("dev"):
+            df["dev"] = cf["dev"]
+        for key in ("addresses", "ports"):
+            if not df["nat"].get(key) and cf["nat"].get(key):
+                df["nat"][key] = cf["nat"][key]
+    if df["mode"] in L3_MODES and cf["mode"] in L3_MODES:
+        for key in ("stp", "delay"):
+            if out["bridge"].get(key) is None and current["bridge"].get(key) is not None:
+                out["bridge"][key] = current["bridge"][key]
+        if out["mtu"] is None:
+            out["mtu"] = current["mtu"]
+    if out["dns"].get("enable") is None and current["dns"].get("enable") is not None:
+        out["dns"]["enable"] = current["dns"]["enable"]
+    return out
+
+
+# libvirt's order of a <network>'s children (virNetworkDefFormatBuf)
+_ORDER = ("name", "uuid", "title", "description", "metadata", "forward", "bridge", "mtu", "mac", "domain", "dns",
+          "vlan", "bandwidth", "port", "ip", "route", "virtualport", "portgroup")
+
+
+def keep_generated(el: Any, cur: Any) -> Any:
+    """A user's <network> XML with what libvirt generated for the existing one carried over.
+
+    The uuid, and for libvirt's own bridge its name, stp, delay and MAC, when
+    the XML leaves them out (libvirt would otherwise pick a new name and MAC);
+    children in libvirt's order.
+    """
+    def mode(root: Any) -> str:
+        f = root.find("forward")
+        return "none" if f is None else f.get("mode", "nat")
+    if el.find("uuid") is None and cur.findtext("uuid"):
+        xmlutil.sub(el, "uuid", text=cur.findtext("uuid"))
+    if mode(el) in L3_MODES:
+        cur_br = cur.find("bridge") if mode(cur) in L3_MODES else None
+        br = el.find("bridge")
+        if br is None:
+            br = xmlutil.sub(el, "bridge")
+        for attr, default in (("name", None), ("stp", "on"), ("delay", "0")):
+            value = br.get(attr) or (cur_br.get(attr) if cur_br is not None else None) or default
+            if value is not None:
+                br.set(attr, value)
+        if el.find("mac") is None and mode(cur) in L3_MODES and cur.find("mac") is not None:
+            xmlutil.sub(el, "mac", {"address": cur.find("mac").get("address")})
+    children = [c for c in el if isinstance(c.tag, str)]
+    for c in list(el):
+        el.remove(c)
+    for c in sorted(children, key=lambda c: _ORDER.index(c.tag) if c.tag in _ORDER else len(_ORDER)):
+        el.append(c)
+    return el

@@ -92,15 +92,32 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Reports exactly which actions would run and changes nothing.
+    description:
+      - Reports exactly which actions would run and changes nothing.
+      - The predicted XML is the one the real run leaves - libvirt's current XML with the DHCP steps
+        applied, or the XML that would be defined, carrying what libvirt keeps (UUID, MAC, bridge name,
+        STP and delay). Only the ids libvirt generates for a network that does not exist yet are unknown.
   diff_mode:
     support: full
-    description: The persistent XML before and after.
+    description: The persistent XML before and after; in check mode the same diff as the real run.
   idempotent:
     support: full
     description: A second identical run reports no change.
 notes:
-  - DHCP hosts are identified by MAC address (by name when they have none).
+  - DHCP hosts are identified by MAC address (by name when they have none). Every host needs an
+    C(ip) inside its network, and no two hosts may share a MAC, a name or an IP (nor two ranges be
+    alike, nor two addresses of one family serve DHCP). Such input fails naming the field
+    (C(ip.dhcp.hosts[1].ip)) before anything is changed.
+  - DHCP changes run as single C(virNetworkUpdate) steps (deletes, modifies, then adds) in an order
+    libvirt accepts, worked out and checked against libvirt's rules before the first step is sent;
+    a host whose new address or name another host still holds is deleted and re-added. If a step
+    still fails (say the connection drops), the steps applied before it are rolled back and the
+    error says so; if that is not possible the error lists the steps applied and those not applied,
+    and running the task again converges from there. When the running network's DHCP differs from
+    its persistent config, only the persistent config is updated and RV(pending_restart) is set.
+  - A change that redefines the network keeps what the request leaves to libvirt (UUID, MAC, bridge
+    name, STP, delay, MTU, forward dev, NAT ranges) as they are. C(dhcp) with no ranges and no hosts
+    is the same as no C(dhcp).
   - With none of the network's settings (O(forward) ... O(ip), O(xml)) only O(state) and
     O(autostart) of an existing network are managed; give O(forward=none) for a bare isolated network.
 """
