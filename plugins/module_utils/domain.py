@@ -28,6 +28,7 @@ import os
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import vif as vif_mod
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
@@ -223,10 +224,12 @@ def xml_differences(desired: Any, current: Any, aliases: dict[str, str] | None =
 class _Desired:
     """The definition the user wants: an XML element, and the spec when given as one."""
 
-    def __init__(self, name: str, element: Any, spec: dict[str, Any] | None) -> None:
+    def __init__(self, name: str, element: Any, spec: dict[str, Any] | None,
+                 given: frozenset[str] = frozenset()) -> None:
         self.name = name
         self.element = element
         self.spec = spec
+        self.given = given  # the spec keys the user named: a redefinition replaces only these
 
     @property
     def uuid(self) -> str | None:
@@ -253,7 +256,10 @@ def _desired(host: Any, req: DomainRequest) -> _Desired | None:
                 spec = dict(spec, os=dict(spec["os"], machine=canonical))
         element = guest_mod.guest_config(spec, host)
         xmlutil.validate(element, "domain", "spec")
-        return _Desired(spec["name"], element, spec)
+        given = set(req.spec) | {"name"}
+        if spec.get("cpu", {}).get("topology"):
+            given.add("vcpus")  # derived from the topology when not given
+        return _Desired(spec["name"], element, spec, frozenset(given))
     if req.xml is not None:
         element = xmlutil.parse(req.xml, "xml")
         if element.tag != "domain":
@@ -452,10 +458,15 @@ class _Converger:
             differences = self._differences(before_xml)
             if not differences:
                 return before_xml
-            _carry_identity(element, xmlutil.parse(before_xml))
+            current = xmlutil.parse(before_xml)
+            if self.desired.spec is not None:
+                # keys the spec leaves out keep what libvirt holds; raw XML is the whole definition
+                element = guest_mod.merge_definition(current, element, self.desired.given)
+            _carry_identity(element, current)
         else:
             differences = [_diff("", None, "defined")]
         result["differences"] = differences
+        self._check_references(element)
         xml = xmlutil.to_string(element)
 
         def define() -> None:
@@ -470,6 +481,30 @@ class _Converger:
         if self.state == "absent":
             self.state = "shutoff"
         return xml
+
+    def _check_references(self, element: Any) -> None:
+        """Before a (re)definition: the networks and nwfilters it names exist, and, when the domain is to
+        run on this machine, the files it boots from - so a start cannot fail half-way after the define."""
+        spec = self.desired.spec if self.desired is not None else None
+        if spec is None:
+            return
+        vif = vif_mod.LibvirtVIFDriver(self.host)
+        for i, iface in enumerate(spec.get("interfaces", [])):
+            vif.check_references(iface, "spec.interfaces[%d]" % i)
+        if self.req.state not in ("running", "paused") or not self.host.is_local() or self.host.uri.startswith("test:"):
+            return  # the test driver never opens a file
+        user_disks = (self.req.spec or {}).get("disks", [])
+        for key in ("kernel", "initrd", "dtb"):
+            path = element.findtext("os/" + key)
+            if path and not os.path.exists(path):
+                raise InvalidSpec("spec.os.%s" % key, "%s does not exist, so the domain could not start" % path)
+        for disk in element.findall("devices/disk[@type='file']/source[@file]"):
+            path = disk.get("file")
+            if not os.path.exists(path):
+                index = next((i for i, d in enumerate(user_disks) if isinstance(d, dict) and d.get("source") == path),
+                             None)
+                where = "spec.disks[%d].source" % index if index is not None else "spec.disks"
+                raise InvalidSpec(where, "%s does not exist, so the domain could not start" % path)
 
     def _autostart(self) -> None:
         want = self.req.autostart
@@ -549,6 +584,7 @@ class _Converger:
         self.state = "shutoff"
 
     def _absent(self, result: dict[str, Any]) -> None:
+        result["removed_storage"] = []
         if self.guest is None:
             return
         req = self.req

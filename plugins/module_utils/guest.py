@@ -596,9 +596,9 @@ def _host_defaults(spec: dict, host: Any) -> dict[str, Any]:
     arch = os_spec.get("arch") or caps.findtext("host/cpu/arch")
     offered = caps.xpath("guest[os_type='hvm'][arch/@name=$a]/arch/domain/@type", a=arch) if arch else []
     # kvm only where it really runs guests (a nested KVM that hangs is offered all the same)
-    kvm = "kvm" in offered and host.kvm_usable(arch) is not False
-    virt_type = spec.get("type") or ("kvm" if kvm else "qemu" if "qemu" in offered or not offered
-                                     else offered[0])
+    virt_type = spec.get("type") or (
+        "kvm" if "kvm" in offered and host.kvm_usable(arch) is not False
+        else "qemu" if "qemu" in offered or not offered else offered[0])
     out: dict[str, Any] = {"type": virt_type, "arch": arch, "machine": None, "emulator": None, "loader": None}
     try:
         dcaps = host.get_domain_capabilities(virt_type=virt_type, arch=arch, machine=os_spec.get("machine"))
@@ -630,8 +630,9 @@ def guest_config(spec: dict, host: Any = None) -> Any:
 
     With a ``host``, the domain type (kvm when the host offers it and KVM really
     runs guests there, else qemu), arch, machine type, emulator and UEFI loader
-    come from its capabilities; a ``type`` in the spec always wins. Without a host nothing host-specific is
-    written and libvirt fills it in at define time (type defaults to kvm).
+    come from its capabilities; a ``type`` in the spec always wins. Without a
+    host nothing host-specific is written and libvirt fills it in at define
+    time (type defaults to kvm).
     """
     spec = validate_spec(spec)
     hd = _host_defaults(spec, host) if host is not None else {}
@@ -687,6 +688,136 @@ def guest_config(spec: dict, host: Any = None) -> Any:
     if "rng" in spec:
         devices.append(rng_config(spec["rng"]))
     return dom
+
+
+# Which children of <domain> and of <devices> each spec key writes. Redefining an existing domain
+# from a spec replaces exactly the elements of the keys the user gave and keeps everything else
+# libvirt holds (merge_definition): a key left out is not managed, never reset.
+SPEC_TOP_ELEMENTS: dict[str, tuple[str, ...]] = {
+    "uuid": ("uuid",), "title": ("title",), "description": ("description",), "memory": ("memory",),
+    "current_memory": ("currentMemory",), "vcpus": ("vcpu", "vcpus"), "cpu": ("cpu",),
+    "cputune": ("cputune",), "numatune": ("numatune",), "memory_backing": ("memoryBacking",),
+    "os": ("os",), "features": ("features",), "clock": ("clock",), "sysinfo": ("sysinfo",),
+    "on_poweroff": ("on_poweroff",), "on_reboot": ("on_reboot",), "on_crash": ("on_crash",),
+}
+SPEC_DEVICE_ELEMENTS: dict[str, tuple[str, ...]] = {
+    "disks": ("disk",), "interfaces": ("interface",), "hostdevs": ("hostdev",),
+    "graphics": ("graphics",), "video": ("video",), "serials": ("serial",), "consoles": ("console",),
+    "channels": ("channel",), "rng": ("rng",), "tpm": ("tpm",), "watchdog": ("watchdog",),
+    "memballoon": ("memballoon",),
+}
+
+
+def _replace_children(parent: Any, new_parent: Any, tags: tuple[str, ...], before: str | None = None) -> None:
+    """Put ``new_parent``'s children of ``tags`` where ``parent``'s were (or before ``before``, or last)."""
+    old = [c for c in parent if isinstance(c.tag, str) and c.tag in tags]
+    anchor = parent.find(before) if before else None
+    index = list(parent).index(old[0]) if old else (list(parent).index(anchor) if anchor is not None
+                                                    else len(parent))
+    for c in old:
+        parent.remove(c)
+    for offset, c in enumerate(c for c in new_parent if isinstance(c.tag, str) and c.tag in tags):
+        parent.insert(index + offset, etree.fromstring(etree.tostring(c)))
+
+
+def _device_key(el: Any) -> tuple | None:
+    """What identifies a disk (target), an interface (MAC) or a host device (source) across a redefinition."""
+    if el.tag == "disk" and el.find("target") is not None:
+        return ("disk", el.find("target").get("dev"))
+    if el.tag == "interface" and el.find("mac") is not None:
+        return ("interface", (el.find("mac").get("address") or "").lower())
+    if el.tag == "hostdev" and el.find("source/address") is not None:
+        return ("hostdev",) + tuple(sorted(el.find("source/address").attrib.items()))
+    return None
+
+
+def merge_definition(current: Any, generated: Any, given: set[str] | frozenset[str]) -> Any:
+    """The domain to redefine: libvirt's ``current`` definition with the elements of the spec keys in ``given``
+    replaced by ``generated``'s (guest_config of the spec); what the user did not name is kept as libvirt holds it.
+
+    Devices that stay (same disk target, interface MAC, host device) keep their PCI/drive addresses, so a
+    redefinition does not move them. A memory change drops a currentMemory that only mirrored the old size.
+    """
+    out = etree.fromstring(etree.tostring(current))
+    if "type" in given:
+        out.set("type", generated.get("type"))
+    if "memory" in given and "current_memory" not in given:
+        cur_mem, old_mem, new_mem = out.find("currentMemory"), out.find("memory"), generated.find("memory")
+        if cur_mem is not None and old_mem is not None and new_mem is not None:
+            cur, old, new = _kib(cur_mem), _kib(old_mem), _kib(new_mem)
+            if cur == old or cur > new:
+                out.remove(cur_mem)  # libvirt sets it to the new memory
+    for key in sorted(given & set(SPEC_TOP_ELEMENTS)):
+        _replace_children(out, generated, SPEC_TOP_ELEMENTS[key], before="devices")
+    if "metadata" in given:
+        ours = "{%s}metadata" % METADATA_NS
+        meta = out.find("metadata")
+        if meta is not None:
+            for c in meta.findall(ours):
+                meta.remove(c)
+        new = generated.find("metadata/" + ours)
+        if new is not None:
+            if meta is None:
+                meta = etree.Element("metadata")
+                name = out.find("name")
+                out.insert(list(out).index(name) + 1 if name is not None else 0, meta)
+            meta.append(etree.fromstring(etree.tostring(new)))
+        if meta is not None and not len(meta):
+            out.remove(meta)
+    os_el, gen_os = out.find("os"), generated.find("os")
+    if os_el is not None and gen_os is not None and ("sysinfo" in given) != ("os" in given):
+        # <os><smbios mode='sysinfo'/> belongs to sysinfo: follow the spec when only sysinfo was given,
+        # keep libvirt's when only os was
+        source = gen_os if "sysinfo" in given else current.find("os")
+        for c in os_el.findall("smbios"):
+            os_el.remove(c)
+        if source is not None and source.find("smbios") is not None:
+            os_el.append(etree.fromstring(etree.tostring(source.find("smbios"))))
+    if "features" not in given and generated.find("features/smm") is not None and out.find("features/smm") is None:
+        features = out.find("features")
+        if features is None:
+            features = etree.Element("features")
+            dev = out.find("devices")
+            out.insert(list(out).index(dev) if dev is not None else len(out), features)
+        features.append(etree.fromstring(etree.tostring(generated.find("features/smm"))))
+    devices, gen_devices = out.find("devices"), generated.find("devices")
+    if devices is None:
+        devices = etree.SubElement(out, "devices")
+    if gen_devices is None:
+        gen_devices = etree.Element("devices")
+    old_type, new_type = current.find("os/type"), out.find("os/type")
+    if old_type is not None and new_type is not None and any(
+            new_type.get(a) and new_type.get(a) != old_type.get(a) for a in ("machine", "arch")):
+        # another machine type or arch: the controllers and addresses libvirt laid out for the old one
+        # do not fit (q35 needs pcie-root); libvirt lays them out again
+        for c in devices.findall("controller"):
+            devices.remove(c)
+        for dev in devices:
+            for addr in dev.findall("address") if isinstance(dev.tag, str) else []:
+                dev.remove(addr)
+    addresses = {}
+    for el in devices:
+        key = _device_key(el) if isinstance(el.tag, str) else None
+        if key and el.find("address") is not None:
+            addresses[key] = el.find("address")
+    for key in sorted(given & set(SPEC_DEVICE_ELEMENTS)):
+        _replace_children(devices, gen_devices, SPEC_DEVICE_ELEMENTS[key])
+    for el in devices:
+        key = _device_key(el) if isinstance(el.tag, str) else None
+        if key in addresses and el.find("address") is None:
+            el.append(etree.fromstring(etree.tostring(addresses[key])))
+    if "disks" in given:
+        # a controller the new disks need (virtio-scsi) joins the ones libvirt holds
+        have = {(c.get("type"), c.get("model")) for c in devices.findall("controller")}
+        for c in gen_devices.findall("controller"):
+            if (c.get("type"), c.get("model")) not in have:
+                devices.append(etree.fromstring(etree.tostring(c)))
+    if "serials" in given and "consoles" not in given:
+        # the console libvirt mirrors from the first serial port is made again from the new one
+        for c in devices.findall("console"):
+            if c.find("target") is None or c.find("target").get("type") in (None, "serial"):
+                devices.remove(c)
+    return out
 
 
 def guest_xml(spec: dict, host: Any = None, validate: bool = True) -> str:
@@ -1124,6 +1255,13 @@ def spec_differences(desired: dict, current: dict) -> list[dict]:
     element is a difference; other values compare whole. An empty list means
     nothing to change.
     """
+    consoles = desired.get("consoles")
+    if consoles is not None and current.get("serials") and \
+            not any(c.get("target_type", "serial") == "serial" for c in consoles):
+        # libvirt always mirrors the first serial port as a serial console; asking for other
+        # consoles (virtio) without serial ones does not ask that mirror away
+        current = dict(current, consoles=[c for c in current.get("consoles", [])
+                                          if c.get("target_type", "serial") != "serial"])
     diffs: list[dict] = []
     _diff(desired, current, "", diffs)
     return diffs

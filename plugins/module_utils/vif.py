@@ -25,7 +25,7 @@ from typing import Any, Callable
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     InvalidSpec,
     NotFound,
@@ -257,21 +257,31 @@ class LibvirtVIFDriver:
             raise InvalidSpec(path + ".queues", "multiqueue needs model virtio, not %s" % spec.get("model"))
 
     def check_references(self, spec: dict[str, Any], path: str = "interface") -> None:
-        """The nwfilter and network the spec names exist, before the domain is touched."""
+        """The nwfilter and network the spec names exist, before the domain is touched.
+
+        A driver without nwfilters or networks (libvirt's test driver has no nwfilters) cannot be asked,
+        and is not.
+        """
         flt = spec.get("filter")
         if flt:
             name = flt.get("name") if isinstance(flt, dict) else flt
-            try:
-                self._host.call("looking up nwfilter '%s'" % name, lambda c: c.nwfilterLookupByName(name))
-            except NotFound:
+            if not self._exists("nwfilter '%s'" % name, lambda c: c.nwfilterLookupByName(name)):
                 raise InvalidSpec(path + ".filter.name", "nwfilter '%s' does not exist on %s (define it first)"
                                   % (name, self._host.uri))
         if spec.get("type", "network") == "network" and spec.get("source"):
             net = spec["source"] if isinstance(spec["source"], str) else spec["source"].get("network")
-            try:
-                self._host.call("looking up network '%s'" % net, lambda c: c.networkLookupByName(net))
-            except NotFound:
+            if not self._exists("network '%s'" % net, lambda c: c.networkLookupByName(net)):
                 raise InvalidSpec(path + ".source", "network '%s' does not exist on %s" % (net, self._host.uri))
+
+    def _exists(self, what: str, lookup: Callable[[Any], Any]) -> bool:
+        try:
+            self._host.call("looking up " + what, lookup)
+        except NotFound:
+            return False
+        except OperationFailed as exc:
+            if libvirt is None or exc.code != libvirt.VIR_ERR_NO_SUPPORT:
+                raise
+        return True
 
     # -------------------------------------------------------------- mutations
     def _mutate(self, action: str, fn: Callable[[], Any]) -> None:

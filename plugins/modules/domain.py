@@ -22,8 +22,17 @@ description:
     and C(emulator), C(controller), C(input), C(audio), C(memballoon), C(console), C(video) among
     the devices; leaving one of those out keeps libvirt's value. The order of devices of one kind is
     not compared.
+  - With O(spec), the keys given are the ones managed. Redefining an existing domain replaces what
+    those keys describe and keeps everything else libvirt holds - a spec of C(name), C(memory) and
+    C(disks) changes the memory and the disk list, and leaves the title, CPU, graphics, interfaces and
+    so on as they are. To remove every device of a kind, give an empty list (C(graphics: [])).
+    Devices that stay (same disk target, interface MAC, host device) keep their PCI addresses.
+    O(xml) is always the whole definition.
   - An existing domain keeps its UUID, and its interfaces keep their MAC addresses, when it is
     redefined from a definition that does not name them.
+  - Before a definition is written, the networks and nwfilters its interfaces name must exist; with
+    O(state=running) or O(state=paused) on a local URI, the kernel, initrd and file disks it boots from
+    must exist too, so that a start cannot fail after the definition was changed.
   - A change to the definition of a running domain is written to its persistent config and reported
     with RV(pending_restart); the guest is only restarted when O(restart_on_change=true).
   - Two runs converging the same domain at once end in one definition; a run that loses the race

@@ -315,3 +315,111 @@ def test_concurrent_define_is_retried(host, name):
     assert raced and r["state"] == "running"
     # the other client's definition already matched: only the start is ours
     assert r["actions"] == ["start"]
+
+
+# ---------------------------------------------------------------- a partial spec keeps what it leaves out
+FULL_SPEC = {
+    "type": "test", "memory": 256, "vcpus": 2, "title": "web one", "description": "the first web server",
+    "metadata": {"role": "web"},
+    "cpu": {"topology": {"sockets": 1, "cores": 2, "threads": 1}},
+    "sysinfo": {"system": {"manufacturer": "hvl", "serial": "S-1"}},
+    "os": {"arch": "i686", "boot": ["hd", "network"]},
+    "features": {"acpi": True, "apic": True},
+    "clock": {"offset": "utc"},
+    "on_crash": "restart",
+    "disks": [{"source": "/tmp/hvl-a.img"}, {"source": "/tmp/hvl-b.img"}, {"source": "/tmp/hvl-c.img"}],
+    "interfaces": [{"type": "network", "source": "default", "mac": "52:54:00:aa:00:01"},
+                   {"type": "network", "source": "default", "mac": "52:54:00:aa:00:02"}],
+    "graphics": [{"type": "vnc"}],
+}
+
+
+def _domain(host, name):
+    return xmlutil.parse(host.get_guest(name=name).get_xml_desc(inactive=True))
+
+
+def test_a_partial_spec_changes_only_what_it_names(host, name):
+    converge(host, DomainRequest(name=name, spec=dict(FULL_SPEC), state="present"))
+    before = _domain(host, name)
+    partial = {"memory": 128, "disks": FULL_SPEC["disks"][:2], "interfaces": FULL_SPEC["interfaces"][:1]}
+    res = converge(host, DomainRequest(name=name, spec=partial, state="present"))
+    assert res["changed"] and res["actions"] == ["define"]
+    assert {d["path"] for d in res["differences"]} == {"memory", "disks[2]", "interfaces[1]"}
+    after = _domain(host, name)
+    # what the spec named changed ...
+    assert after.findtext("memory") == str(128 * 1024)
+    assert [s.get("file") for s in after.findall("devices/disk/source")] == ["/tmp/hvl-a.img", "/tmp/hvl-b.img"]
+    assert [m.get("address") for m in after.findall("devices/interface/mac")] == ["52:54:00:aa:00:01"]
+    # ... and everything it left out is as libvirt held it
+    for path in ("title", "description", "vcpu", "cpu", "sysinfo", "os", "features", "clock", "on_crash",
+                 "devices/graphics", "metadata"):
+        assert etree_text(after.find(path)) == etree_text(before.find(path)), path
+    assert after.get("type") == "test" and after.findtext("uuid") == before.findtext("uuid")
+    # the memory change took currentMemory (which mirrored the old size) along
+    assert after.findtext("currentMemory") == str(128 * 1024)
+    again = converge(host, DomainRequest(name=name, spec=dict(partial), state="present"))
+    assert not again["changed"]
+
+
+def test_check_mode_predicts_the_merged_definition(host, name):
+    converge(host, DomainRequest(name=name, spec=dict(FULL_SPEC), state="present"))
+    partial = {"memory": 128, "title": "web one, smaller"}
+    predicted = converge(host, DomainRequest(name=name, spec=partial, state="present"), check_mode=True)
+    assert predicted["changed"]
+    real = converge(host, DomainRequest(name=name, spec=dict(partial), state="present"))
+    predicted_dom, real_dom = xmlutil.parse(predicted["xml"]), xmlutil.parse(real["xml"])
+    for path in ("title", "description", "sysinfo", "features", "devices/graphics", "metadata"):
+        assert etree_text(predicted_dom.find(path)) == etree_text(real_dom.find(path)), path
+    assert len(predicted_dom.findall("devices/disk")) == len(real_dom.findall("devices/disk")) == 3
+
+
+def test_an_empty_list_removes_every_device_of_its_kind(host, name):
+    converge(host, DomainRequest(name=name, spec=dict(FULL_SPEC), state="present"))
+    res = converge(host, DomainRequest(name=name, spec={"memory": 256, "graphics": []}, state="present"))
+    assert res["changed"]
+    after = _domain(host, name)
+    assert after.find("devices/graphics") is None
+    assert len(after.findall("devices/disk")) == 3  # not named: kept
+    assert not converge(host, DomainRequest(name=name, spec={"memory": 256, "graphics": []}))["changed"]
+
+
+def etree_text(el):
+    """An element as canonical text (None when missing), for comparing kept parts."""
+    return None if el is None else xmlutil.to_string(el)
+
+
+# ---------------------------------------------------------------- references and files, before the define
+def test_a_missing_network_is_an_error_before_the_define(host, name):
+    spec = {"type": "test", "memory": 128, "os": {"arch": "i686"},
+            "interfaces": [{"type": "network", "source": "default"}, {"type": "network", "source": "hvl-no-such-net"}]}
+    with pytest.raises(InvalidSpec) as err:
+        converge(host, DomainRequest(name=name, spec=spec, state="present"))
+    assert err.value.path == "spec.interfaces[1].source" and "hvl-no-such-net" in str(err.value)
+    with pytest.raises(NotFound):
+        host.get_guest(name=name)
+
+
+def test_removed_storage_is_returned_when_already_absent(host, name):
+    res = converge(host, DomainRequest(name=name, state="absent"))
+    assert not res["changed"] and res["removed_storage"] == []
+
+
+def test_a_missing_kernel_is_an_error_before_the_define_on_a_real_host(tmp_path):
+    try:
+        real = Host("qemu:///system")
+        real.get_capabilities()
+    except Exception:  # noqa: BLE001 - any failure means "not reachable here"
+        pytest.skip("qemu:///system is not reachable")
+    n = "hvl-unit-kernel-%s" % uuidlib.uuid4().hex[:8]
+    spec = {"type": "qemu", "memory": 64, "os": {"kernel": str(tmp_path / "no-vmlinuz")}}
+    with real:
+        with pytest.raises(InvalidSpec) as err:
+            converge(real, DomainRequest(name=n, spec=spec, state="running"))
+        assert err.value.path == "spec.os.kernel"
+        with pytest.raises(NotFound):
+            real.get_guest(name=n)
+        # only defining it (no start) is allowed: the file may come later
+        try:
+            assert converge(real, DomainRequest(name=n, spec=dict(spec), state="present"))["changed"]
+        finally:
+            converge(real, DomainRequest(name=n, state="absent"))
