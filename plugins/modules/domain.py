@@ -25,7 +25,7 @@ description:
   - With O(spec), the keys given are the ones managed. Redefining an existing domain replaces what
     those keys describe and keeps everything else libvirt holds - a spec of C(name), C(memory) and
     C(disks) changes the memory and the disk list, and leaves the title, CPU, graphics, interfaces and
-    so on as they are. To remove every device of a kind, give an empty list (C(graphics: [])).
+    so on as they are. To remove every device of a kind, give its key an empty list (C(graphics) set to C([])).
     Devices that stay (same disk target, interface MAC, host device) keep their PCI addresses.
     O(xml) is always the whole definition.
   - An existing domain keeps its UUID, and its interfaces keep their MAC addresses, when it is
