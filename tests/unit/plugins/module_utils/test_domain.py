@@ -423,3 +423,19 @@ def test_a_missing_kernel_is_an_error_before_the_define_on_a_real_host(tmp_path)
             assert converge(real, DomainRequest(name=n, spec=dict(spec), state="present"))["changed"]
         finally:
             converge(real, DomainRequest(name=n, state="absent"))
+
+
+def test_secure_boot_without_features_keeps_the_features_and_settles():
+    # features the spec does not name are not compared whole against the smm secure boot implies
+    from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain as domain_mod
+    from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
+    current = guest_mod.guest_config({"name": "sb", "type": "test", "memory": 64,
+                                      "os": {"firmware": "efi", "secure_boot": True},
+                                      "features": {"acpi": True, "apic": True}})
+    req = DomainRequest(name="sb", spec={"name": "sb", "type": "test", "memory": 64,
+                                         "os": {"firmware": "efi", "secure_boot": True}})
+    desired = domain_mod._desired(None, req)
+    conv = domain_mod._Converger(None, req, desired, check_mode=True)
+    assert conv._differences(xmlutil.to_string(current)) == []
+    merged = guest_mod.merge_definition(current, desired.element, desired.given)
+    assert {f.tag for f in merged.find("features")} == {"acpi", "apic", "smm"}
