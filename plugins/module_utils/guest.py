@@ -10,6 +10,7 @@ dropped connection is reopened in one place.
 
 from __future__ import annotations
 
+import copy
 import json as _json
 from typing import Any, Callable
 
@@ -717,7 +718,7 @@ def _replace_children(parent: Any, new_parent: Any, tags: tuple[str, ...], befor
     for c in old:
         parent.remove(c)
     for offset, c in enumerate(c for c in new_parent if isinstance(c.tag, str) and c.tag in tags):
-        parent.insert(index + offset, etree.fromstring(etree.tostring(c)))
+        parent.insert(index + offset, copy.deepcopy(c))
 
 
 def _device_key(el: Any) -> tuple | None:
@@ -738,7 +739,7 @@ def merge_definition(current: Any, generated: Any, given: set[str] | frozenset[s
     Devices that stay (same disk target, interface MAC, host device) keep their PCI/drive addresses, so a
     redefinition does not move them. A memory change drops a currentMemory that only mirrored the old size.
     """
-    out = etree.fromstring(etree.tostring(current))
+    out = copy.deepcopy(current)
     if "type" in given:
         out.set("type", generated.get("type"))
     if "memory" in given and "current_memory" not in given:
@@ -761,7 +762,7 @@ def merge_definition(current: Any, generated: Any, given: set[str] | frozenset[s
                 meta = etree.Element("metadata")
                 name = out.find("name")
                 out.insert(list(out).index(name) + 1 if name is not None else 0, meta)
-            meta.append(etree.fromstring(etree.tostring(new)))
+            meta.append(copy.deepcopy(new))
         if meta is not None and not len(meta):
             out.remove(meta)
     os_el, gen_os = out.find("os"), generated.find("os")
@@ -772,14 +773,14 @@ def merge_definition(current: Any, generated: Any, given: set[str] | frozenset[s
         for c in os_el.findall("smbios"):
             os_el.remove(c)
         if source is not None and source.find("smbios") is not None:
-            os_el.append(etree.fromstring(etree.tostring(source.find("smbios"))))
+            os_el.append(copy.deepcopy(source.find("smbios")))
     if "features" not in given and generated.find("features/smm") is not None and out.find("features/smm") is None:
         features = out.find("features")
         if features is None:
             features = etree.Element("features")
             dev = out.find("devices")
             out.insert(list(out).index(dev) if dev is not None else len(out), features)
-        features.append(etree.fromstring(etree.tostring(generated.find("features/smm"))))
+        features.append(copy.deepcopy(generated.find("features/smm")))
     devices, gen_devices = out.find("devices"), generated.find("devices")
     if devices is None:
         devices = etree.SubElement(out, "devices")
@@ -805,13 +806,13 @@ def merge_definition(current: Any, generated: Any, given: set[str] | frozenset[s
     for el in devices:
         key = _device_key(el) if isinstance(el.tag, str) else None
         if key in addresses and el.find("address") is None:
-            el.append(etree.fromstring(etree.tostring(addresses[key])))
+            el.append(copy.deepcopy(addresses[key]))
     if "disks" in given:
         # a controller the new disks need (virtio-scsi) joins the ones libvirt holds
         have = {(c.get("type"), c.get("model")) for c in devices.findall("controller")}
         for c in gen_devices.findall("controller"):
             if (c.get("type"), c.get("model")) not in have:
-                devices.append(etree.fromstring(etree.tostring(c)))
+                devices.append(copy.deepcopy(c))
     if "serials" in given and "consoles" not in given:
         # the console libvirt mirrors from the first serial port is made again from the new one
         for c in devices.findall("console"):
