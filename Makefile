@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(ROOT)/tests/ansible.cfg
 export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup host venv collection demo demo-clean test unit integration sanity lint molecule clean
+.PHONY: setup host venv collection demo demo-clean test unit integration sanity lint molecule fresh-check clean
 
 setup: host venv collection
 
@@ -43,8 +43,9 @@ test: setup unit integration sanity lint molecule
 unit: setup
 	$(BIN)/pytest -q tests/unit  # serial: one test restarts libvirtd, which a parallel worker would feel
 
+# TARGETS="domain network" runs only those targets.
 integration: setup
-	./tests/integration/run.sh
+	./tests/integration/run.sh $(TARGETS)
 
 sanity: setup
 	./tests/sanity/run.sh
@@ -61,6 +62,11 @@ molecule: setup
 	  rm -rf $(ROOT)/.build/molecule/$$s && \
 	  MOLECULE_EPHEMERAL_DIRECTORY=$(ROOT)/.build/molecule/$$s $(BIN)/molecule test -s $$s || exit 1; \
 	done
+
+# The README's commands on Debian 12 roots made from nothing (debootstrap), in namespaces of
+# their own: without a service manager and with systemd. See scripts/fresh-check.sh.
+fresh-check:
+	./scripts/fresh-check.sh $(VARIANTS)
 
 clean:
 	rm -rf .build tests/output

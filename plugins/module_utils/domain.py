@@ -489,6 +489,7 @@ class _Converger:
         """Before a (re)definition: the networks and nwfilters it names exist, and, when the domain is to
         run on this machine, the files it boots from - so a start cannot fail half-way after the define."""
         spec = self.desired.spec if self.desired is not None else None
+        self._check_host_support(element, "spec" if spec is not None else "xml")
         if spec is None:
             return
         vif = vif_mod.LibvirtVIFDriver(self.host)
@@ -508,6 +509,29 @@ class _Converger:
                              None)
                 where = "spec.disks[%d].source" % index if index is not None else "spec.disks"
                 raise InvalidSpec(where, "%s does not exist, so the domain could not start" % path)
+
+    def _check_host_support(self, element: Any, where: str) -> None:
+        """The hypervisor has what the definition needs of it that a package brings (libvirt's domain
+        capabilities say so, also over a remote URI): an emulated TPM needs swtpm, UEFI needs firmware.
+        A missing one is an error naming the key, not a libvirt error when the domain starts."""
+        wants_tpm = element.find("devices/tpm/backend[@type='emulator']") is not None
+        wants_efi = element.find("os[@firmware='efi']") is not None
+        if not (wants_tpm or wants_efi) or self.host.uri.startswith("test:"):
+            return
+        os_type = element.find("os/type")
+        caps = self.host.get_domain_capabilities(element.get("type"), os_type.get("arch") if os_type is not None else None)
+        if wants_tpm:
+            tpm = element.find("devices/tpm/backend")
+            models = caps.xpath("devices/tpm[@supported='yes']/enum[@name='backendModel']/value/text()")
+            versions = caps.xpath("devices/tpm[@supported='yes']/enum[@name='backendVersion']/value/text()")
+            version = tpm.get("version")
+            if "emulator" not in models or (version and versions and version not in versions):
+                raise InvalidSpec(where + ".tpm", "this hypervisor cannot emulate a TPM%s (libvirt finds no swtpm; "
+                                  "install swtpm and swtpm-tools there, as the hypervisor role does)"
+                                  % (" " + version if version else ""))
+        if wants_efi and not caps.xpath("os[@supported='yes']/enum[@name='firmware']/value[text()='efi']"):
+            raise InvalidSpec(where + ".os.firmware", "this hypervisor has no UEFI firmware for efi (install ovmf "
+                              "there, as the hypervisor role does)")
 
     def _autostart(self) -> None:
         want = self.req.autostart
