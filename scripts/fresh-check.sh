@@ -77,10 +77,27 @@ VETH_NS=hvlf${tag}n
 CHAIN=HVL-FRESH-$tag
 forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
 ns_pid=""
+CGROUP=hvl-fresh-$tag
+# Every cgroup hierarchy of this machine (v1 controllers and/or the unified v2 one): a booted
+# systemd makes its slices inside a cgroup of ours, removed afterwards, not beside this machine's.
+cgroup_roots=$(awk '$9 == "cgroup" || $9 == "cgroup2" { print $5 }' /proc/self/mountinfo)
+
+cgroup_remove() {
+  local m d i
+  for m in $cgroup_roots; do
+    [ -d "$m/$CGROUP" ] || continue
+    for i in $(seq 1 50); do
+      [ -z "$(find "$m/$CGROUP" -name cgroup.procs -exec cat {} + 2>/dev/null)" ] && break
+      sleep 0.2
+    done
+    find "$m/$CGROUP" -depth -type d 2>/dev/null | while read -r d; do rmdir "$d" 2>/dev/null; done
+  done
+}
 
 cleanup() {
   set +e
   [ -n "$ns_pid" ] && kill -KILL "$ns_pid" 2>/dev/null && wait "$ns_pid" 2>/dev/null
+  cgroup_remove
   iptables -D FORWARD -j "$CHAIN" 2>/dev/null
   iptables -F "$CHAIN" 2>/dev/null; iptables -X "$CHAIN" 2>/dev/null
   iptables -t nat -D POSTROUTING -s 100.127.253.0/30 ! -o "$VETH_HOST" -j MASQUERADE 2>/dev/null
@@ -246,7 +263,10 @@ run_variant() {
       bash "$WORK/inner.sh" "$r" run "$WORK/carry" /usr/bin/env -i "${envs[@]}" bash -c \
       'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd systemd-sysv dbus >/dev/null' \
       >"$logf" 2>&1 || { log "$v: installing systemd failed, see $logf"; return 1; }
-    nsenter --net="/run/netns/$NETNS" unshare --mount --pid --uts --fork --kill-child \
+    # shellcheck disable=SC2016
+    bash -c 'for m in $1; do mkdir -p "$m/$2" && echo $$ >"$m/$2/cgroup.procs"; done; shift 2; exec "$@"' \
+      cgroups "$cgroup_roots" "$CGROUP" \
+      nsenter --net="/run/netns/$NETNS" unshare --mount --pid --uts --cgroup --fork --kill-child \
       bash "$WORK/inner.sh" "$r" boot "$WORK/carry" >>"$logf" 2>&1 &
     ns_pid=$!
     local pid1="" i
@@ -264,6 +284,7 @@ run_variant() {
       bash -c "$STEPS_SYSTEMD" >>"$logf" 2>&1 || rc=$?
     kill -KILL "$ns_pid" "$pid1" 2>/dev/null; wait "$ns_pid" 2>/dev/null || true
     ns_pid=""
+    cgroup_remove
   else
     timeout "${TIMEOUT_MIN}m" nsenter --net="/run/netns/$NETNS" unshare --mount --pid --uts --fork --kill-child \
       bash "$WORK/inner.sh" "$r" run "$WORK/carry" /usr/bin/env -i "${envs[@]}" bash -c "$STEPS_SYSV" >"$logf" 2>&1 || rc=$?
