@@ -53,6 +53,10 @@ if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock -n 9 || { log "another fresh-check runs; waiting for it"; flock 9; }
+
 # --- the cached base: what debootstrap produced, nothing else -----------------------------
 if [ ! -s "$BASE" ] || [ "${HVL_FRESH_REFRESH:-0}" = 1 ]; then
   log "bootstrapping Debian 12 (minbase) into the cache $BASE"
@@ -250,8 +254,23 @@ echo "=== services through systemd: $state"
 [ "$state" = "active active " ]
 step make demo'
 
+host_kvm() { [ -c /dev/kvm ] && stat -c '%u %g %a' /dev/kvm; }
+
+# The root has its own /dev; should this machine's /dev/kvm still change while a root runs
+# (something outside the root), say so and put it back: libvirt here would probe QEMU anew at
+# every call otherwise.
+kvm_guard() {  # kvm_guard VARIANT "UID GID MODE"
+  local now
+  now=$(host_kvm || true)
+  [ "$now" = "$2" ] && return 0
+  log "warning: this machine's /dev/kvm changed from '$2' to '$now' during $1; restored"
+  set -- $2
+  chown "$1:$2" /dev/kvm && chmod "$3" /dev/kvm
+}
+
 run_variant() {
-  local v=$1 r=$WORK/$v logf=$LOGDIR/$v.log start=$SECONDS rc=0 envs=()
+  local v=$1 r=$WORK/$v logf=$LOGDIR/$v.log start=$SECONDS rc=0 envs=() kvm_before
+  kvm_before=$(host_kvm || true)
   mkdir -p "$LOGDIR"
   log "$v: preparing a root from the cached base"
   prepare_root "$r"
@@ -289,6 +308,7 @@ run_variant() {
     timeout "${TIMEOUT_MIN}m" nsenter --net="/run/netns/$NETNS" unshare --mount --pid --uts --fork --kill-child \
       bash "$WORK/inner.sh" "$r" run "$WORK/carry" /usr/bin/env -i "${envs[@]}" bash -c "$STEPS_SYSV" >"$logf" 2>&1 || rc=$?
   fi
+  [ -z "$kvm_before" ] || kvm_guard "$v" "$kvm_before"
   grep '^=== fresh-check step\|^=== services' "$logf" | sed "s/^/[fresh-check] $v: /" || true
   if [ "$rc" -ne 0 ]; then
     log "$v: FAILED (exit $rc) after $((SECONDS - start)) s; the end of $logf:"
