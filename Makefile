@@ -22,10 +22,10 @@ host:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt | host
+$(VENV)/.installed: requirements.txt requirements-dev.txt | host
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
 collection:
