@@ -37,5 +37,3 @@ def isolated_env(collections_path: str) -> dict[str, str]:
         "ANSIBLE_LOCAL_TEMP": os.path.join(WORK, "tmp"),
     })
     return env
-
-

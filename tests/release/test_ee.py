@@ -50,14 +50,14 @@ def gathered(installed: str) -> tuple[list[str], str]:
 
 
 def test_builder_gathers_the_runtime_python_requirements_only(gathered: tuple[list[str], str]) -> None:
-    pip_lines, _ = gathered
+    pip_lines = gathered[0]
     assert requirement_names(pip_lines) == RUNTIME_PYTHON, pip_lines
     assert all("from collection hypervisor.libvirt" in line for line in pip_lines if line.strip())
 
 
 @pytest.mark.parametrize("platform", sorted(RUNTIME_SYSTEM))
 def test_builder_gathers_client_libraries_not_the_hypervisor(gathered: tuple[list[str], str], platform: str) -> None:
-    _, bindep_text = gathered
+    bindep_text = gathered[1]
     runtime = packages(bindep_text, "default", platform)
     assert runtime == RUNTIME_SYSTEM[platform]
     assert not {p for p in runtime if NEVER_IN_EE.match(p)}
