@@ -22,6 +22,7 @@ PACKAGES=(
   libvirt-dev pkg-config gcc python3-dev python3-venv ca-certificates
   # the tests: the bootable test guest, its client namespace, process tools
   busybox-static iproute2 curl cpio xz-utils git rsync procps
+  chromium  # the release checks render the docs site in headless Chromium
 )
 URI=qemu:///system
 
