@@ -244,7 +244,7 @@ removed_storage:
 """
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.ansible_libvirt import libvirt_module, run_module
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import STATES, DomainRequest, converge
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import STATES, DomainRequest, converge, secret_values
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
 
 _OPTIONS = ("name", "spec", "xml", "state", "autostart", "shutdown_timeout", "force", "restart_on_change",
@@ -271,6 +271,9 @@ def main() -> None:
         required_one_of=[("name", "spec", "xml")],
         supports_check_mode=True,
     )
+
+    # graphics passwords never reach a log, -vvv's invocation, differences or the diff
+    module.no_log_values.update(secret_values(module.params["spec"], module.params["xml"]))
 
     def action() -> dict:
         request = DomainRequest(**{k: module.params[k] for k in _OPTIONS})
