@@ -699,6 +699,8 @@ class _Converger:
         mine = _writable_file_disks(xmlutil.parse(self.guest.get_xml_desc(inactive=True)))
         if not mine:
             return []
+        if self.host.is_local():
+            mine = [(p, f) for p, f in mine if _is_image(p, f)]
         others = _StorageUse(self.host)
         for g in self.host.list_guests():
             if g.uuid == self.guest.uuid:
@@ -707,11 +709,11 @@ class _Converger:
                 others.add_domain(g)
             except NotFound:
                 continue
-        return [p for p in mine if not others.uses(p) and _file_exists(self.host, p)]
+        return [p for p, _f in mine if not others.uses(p) and _file_exists(self.host, p)]
 
 
-def _writable_file_disks(root: Any) -> list[str]:
-    """The files of a domain's writable, unshared ``type='file'`` disks (no cdrom, no floppy)."""
+def _writable_file_disks(root: Any) -> list[tuple[str, str | None]]:
+    """(file, driver type) of a domain's writable, unshared ``type='file'`` disks (no cdrom, no floppy)."""
     mine = []
     for disk in root.findall("devices/disk"):
         src = disk.find("source")
@@ -719,8 +721,30 @@ def _writable_file_disks(root: Any) -> list[str]:
                 or not src.get("file") or disk.find("readonly") is not None
                 or disk.find("shareable") is not None):
             continue
-        mine.append(src.get("file"))
+        driver = disk.find("driver")
+        mine.append((src.get("file"), driver.get("type") if driver is not None else None))
     return mine
+
+
+def _is_image(path: str, fmt: str | None) -> bool:
+    """A regular file that is a disk image of the disk's format (qemu-img's probe), not some other file
+    named as a disk: a qcow2 disk must hold a qcow2 image, a raw one whole 512-byte sectors."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    try:
+        proc = subprocess.run(["qemu-img", "info", "-U", "--output=json", "--", path],
+                              capture_output=True, timeout=60, check=False)
+        found = json.loads(proc.stdout).get("format") if proc.returncode == 0 else None
+    except (OSError, ValueError, AttributeError, subprocess.SubprocessError):
+        return False
+    want = fmt or "raw"
+    if found != want:
+        return False
+    return want != "raw" or st.st_size % 512 == 0
 
 
 def file_identity(path: str) -> tuple[int, int] | None:
