@@ -74,7 +74,8 @@ class DomainRequest:
                  state: str = "present", autostart: bool | None = None, shutdown_timeout: float = 120,
                  force: bool = False, restart_on_change: bool = False, remove_storage: bool = False,
                  keep_nvram: bool = True, remove_managed_save: bool = False,
-                 remove_snapshots_metadata: bool = False) -> None:
+                 remove_snapshots_metadata: bool = False, remove_files: list[str] | None = None,
+                 remove_files_under: str | None = None) -> None:
         if state not in STATES:
             raise InvalidSpec("state", "must be one of %s, got %r" % (", ".join(STATES), state))
         if spec is not None and xml is not None:
@@ -91,6 +92,15 @@ class DomainRequest:
         self.keep_nvram = keep_nvram
         self.remove_managed_save = remove_managed_save
         self.remove_snapshots_metadata = remove_snapshots_metadata
+        self.remove_files = list(remove_files or [])
+        self.remove_files_under = remove_files_under
+        for i, path in enumerate(self.remove_files):
+            if not isinstance(path, str) or not os.path.isabs(path):
+                raise InvalidSpec("remove_files[%d]" % i, "%r is not an absolute path" % (path,))
+        if remove_files_under is not None and not os.path.isabs(remove_files_under):
+            raise InvalidSpec("remove_files_under", "%r is not an absolute path" % (remove_files_under,))
+        if self.remove_files and state != "absent":
+            raise InvalidSpec("remove_files", "only applies to state absent")
 
 
 # ---------------------------------------------------------------------- XML comparison
@@ -658,6 +668,7 @@ class _Converger:
     def _absent(self, result: dict[str, Any]) -> None:
         result["removed_storage"] = []
         if self.guest is None:
+            self._remove_files(result, [])
             return
         req = self.req
         storage = self._storage_to_remove() if req.remove_storage else []
@@ -688,10 +699,68 @@ class _Converger:
             # one entry per domain, however many files
             self.plan.actions = [a for a in self.plan.actions if a != "remove_storage"] + ["remove_storage"]
         result["removed_storage"] = removed
+        self._remove_files(result, failed)
         if failed:
             raise OperationFailed("domain '%s' on %s was undefined%s, but %s" % (
                 self.name, self.host.uri, " and %s removed" % ", ".join(removed) if removed else "",
                 "; ".join(failed)), uri=self.host.uri)
+
+    def _remove_files(self, result: dict[str, Any], failed: list[str]) -> None:
+        """``remove_files``: the regular files among them (under ``remove_files_under``) that no domain
+        uses, then the directories among them that are empty by then; anything else stays."""
+        req = self.req
+        if not req.remove_files:
+            return
+        if not self.host.is_local():
+            raise InvalidSpec("remove_files", "only applies to a local URI, not %s" % self.host.uri)
+        under = os.path.realpath(req.remove_files_under) if req.remove_files_under else None
+        users = _StorageUse(self.host)
+        for g in self.host.list_guests():
+            if self.guest is not None and g.uuid == self.guest.uuid:
+                continue  # being removed (still listed in check mode)
+            try:
+                users.add_domain(g)
+            except NotFound:
+                continue
+        files, dirs = [], []
+        for path in req.remove_files:
+            real_parent = os.path.realpath(os.path.dirname(path))
+            if under is not None and not (real_parent == under or real_parent.startswith(under + os.sep)
+                                          or os.path.realpath(path) == under):
+                continue  # outside the directory named: never removed
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and not users.uses(path):
+                files.append(path)
+            elif stat.S_ISDIR(st.st_mode):
+                dirs.append(path)
+        removed = result["removed_storage"]
+        for path in files:
+            try:
+                self.plan.act("remove_files", lambda p=path: _remove_file(self.host, p))
+                removed.append(path)
+            except HypervisorError as exc:
+                failed.append(str(exc))
+        gone = set(files)
+        for path in sorted(dirs, key=len, reverse=True):  # the deepest first
+            try:
+                left = [e for e in os.listdir(path) if os.path.join(path, e) not in gone]
+            except OSError:
+                continue
+            if left:
+                continue
+            try:
+                self.plan.act("remove_files", lambda p=path: _rmdir(p))
+                removed.append(path)
+                gone.add(path)
+            except HypervisorError as exc:
+                failed.append(str(exc))
+        if "remove_files" in self.plan.actions:
+            self.plan.actions = [a for a in self.plan.actions if a != "remove_files"] + ["remove_files"]
+        if failed and self.guest is None:
+            raise OperationFailed("; ".join(failed), uri=self.host.uri)
 
     def _storage_to_remove(self) -> list[str]:
         """This domain's writable file disks that exist and that no other domain uses, as a disk or
@@ -861,6 +930,15 @@ def _remove_file(host: Any, path: str) -> None:
     if vol is None:
         raise OperationFailed("%s is in no storage pool of %s, so it cannot be removed remotely" % (path, host.uri))
     host.call("deleting volume %s" % path, lambda _c: vol.delete(0))
+
+
+def _rmdir(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise OperationFailed("removing %s failed: %s" % (path, exc))
 
 
 def _volume(host: Any, path: str) -> Any:

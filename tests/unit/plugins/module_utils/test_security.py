@@ -314,3 +314,48 @@ def test_a_failed_start_after_the_define_says_what_it_changed(qemu_host, tmp_pat
             qemu_host.get_guest(name=name).delete_configuration()
         except NotFound:
             pass
+
+
+# ------------------------------------------------------------------ remove_files: what a role recorded
+def test_remove_files_takes_only_unused_regular_files_under_the_directory(host, names, tmp_path):
+    guest_dir = tmp_path / "guest"
+    guest_dir.mkdir()
+    seed_dir = guest_dir / "cidata"
+    seed_dir.mkdir()
+    (seed_dir / "user-data").write_text("#cloud-config\n")
+    mine = qcow2(guest_dir / "root.qcow2")
+    shared = qcow2(guest_dir / "shared.qcow2")
+    outside = tmp_path / "victim"
+    outside.mkdir()
+    (outside / "keep").write_text("root's\n")
+    link = guest_dir / "link"
+    os.symlink(str(outside), str(link))
+    owner, other = names(), names()
+    host.write_instance_config(disk_domain(owner, mine, shared))
+    host.write_instance_config(disk_domain(other, shared))
+    files = [mine, shared, str(seed_dir / "user-data"), str(outside), str(link), str(link / "keep"),
+             str(guest_dir / "../victim/keep"), str(seed_dir), str(guest_dir)]
+    req = DomainRequest(name=owner, state="absent", force=True, remove_files=files, remove_files_under=str(guest_dir))
+    predicted = converge(host, req, check_mode=True)
+    result = converge(host, req)
+    assert predicted["removed_storage"] == result["removed_storage"] == [mine, str(seed_dir / "user-data"),
+                                                                         str(seed_dir)]
+    assert result["actions"] == ["undefine", "remove_files"]
+    assert (outside / "keep").exists() and os.path.exists(shared) and os.path.islink(str(link))
+    # the domain is gone: a re-run still finishes the job, and then changes nothing
+    os.unlink(str(link))
+    again = converge(host, DomainRequest(name=owner, state="absent", remove_files=files,
+                                         remove_files_under=str(guest_dir)))
+    assert again["removed_storage"] == []  # shared is still another domain's disk, so the directory stays
+    host.get_guest(name=other).delete_configuration()
+    last = converge(host, DomainRequest(name=owner, state="absent", remove_files=files,
+                                        remove_files_under=str(guest_dir)))
+    assert last["removed_storage"] == [shared, str(guest_dir)] and not guest_dir.exists()
+
+
+def test_remove_files_needs_absolute_paths_and_state_absent():
+    with pytest.raises(InvalidSpec) as err:
+        DomainRequest(name="x", state="absent", remove_files=["rel/path"])
+    assert err.value.path == "remove_files[0]"
+    with pytest.raises(InvalidSpec):
+        DomainRequest(name="x", state="present", remove_files=["/a"])
