@@ -454,6 +454,8 @@ def _pre_one_or_list(value: Any, path: str) -> Any:
 
 
 def _post_graphics(g: dict, path: str) -> dict:
+    if g["type"] == "vnc" and len(g.get("password", "")) > 8:
+        raise InvalidSpec("%s.password" % path, "a VNC password has at most 8 characters")
     if "port" in g:
         if g["port"] == -1:
             del g["port"]
