@@ -872,7 +872,7 @@ class _StorageUse:
         if guest.is_active():
             xmls.append(guest.get_xml_desc(inactive=False))  # its <backingStore> chains, as QEMU opened them
         for xml in xmls:
-            for src in xmlutil.parse(xml).iter("source"):
+            for src in xmlutil.parse(xml).iterfind("devices/disk//source"):  # a disk's, and its <backingStore>s'
                 for key in ("file", "dev"):
                     if src.get(key):
                         self.add_path(src.get(key))
