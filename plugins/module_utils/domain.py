@@ -804,12 +804,8 @@ def _is_image(path: str, fmt: str | None) -> bool:
         return False
     if not stat.S_ISREG(st.st_mode):
         return False
-    try:
-        proc = subprocess.run(["qemu-img", "info", "-U", "--output=json", "--", path],
-                              capture_output=True, timeout=60, check=False)
-        found = json.loads(proc.stdout).get("format") if proc.returncode == 0 else None
-    except (OSError, ValueError, AttributeError, subprocess.SubprocessError):
-        return False
+    info = _qemu_img_info(path)
+    found = info.get("format") if isinstance(info, dict) else None
     want = fmt or "raw"
     if found != want:
         return False
@@ -825,6 +821,16 @@ def file_identity(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+def _qemu_img_info(path: str, backing_chain: bool = False) -> Any:
+    """``qemu-img info`` as JSON (an argv list, ``--`` before the path); None when it cannot tell."""
+    argv = ["qemu-img", "info", "-U", "--output=json"] + (["--backing-chain"] if backing_chain else []) + ["--", path]
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+        return json.loads(proc.stdout) if proc.returncode == 0 else None
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
 def backing_chain(path: str) -> list[str]:
     """The files an image is backed by (``qemu-img info --backing-chain``), nearest first."""
     try:
@@ -833,12 +839,7 @@ def backing_chain(path: str) -> list[str]:
         return []
     if not stat.S_ISREG(st.st_mode) and not stat.S_ISBLK(st.st_mode):
         return []
-    try:
-        proc = subprocess.run(["qemu-img", "info", "-U", "--backing-chain", "--output=json", "--", path],
-                              capture_output=True, timeout=60, check=False)
-        chain = json.loads(proc.stdout) if proc.returncode == 0 else []
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return []
+    chain = _qemu_img_info(path, backing_chain=True)
     out = []
     for image in chain[1:] if isinstance(chain, list) else []:
         name = image.get("filename") if isinstance(image, dict) else None
