@@ -360,3 +360,16 @@ def test_remove_files_needs_absolute_paths_and_state_absent():
     assert err.value.path == "remove_files[0]"
     with pytest.raises(InvalidSpec):
         DomainRequest(name="x", state="present", remove_files=["/a"])
+
+
+def test_a_password_in_raw_xml_settles_and_never_prints(host, names):
+    name = names()
+    xml = ("<domain type='test'><name>%s</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+           "<os><type arch='i686'>hvm</type></os><devices><graphics type='vnc' passwd='%s'/></devices></domain>")
+    first = converge(host, DomainRequest(xml=xml % (name, "Xml8Pass")))
+    second = converge(host, DomainRequest(xml=xml % (name, "Xml8Pass")))
+    third = converge(host, DomainRequest(xml=xml % (name, "Xml9Pass")), check_mode=True)
+    assert first["changed"] and not second["changed"] and third["changed"]
+    assert [d["path"] for d in third["differences"]] == ["devices/graphics@passwd"]
+    for result in (first, second, third):
+        assert "Xml8Pass" not in repr(result) and "Xml9Pass" not in repr(result)
