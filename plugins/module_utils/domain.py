@@ -24,8 +24,12 @@ Idempotency is semantic, never textual:
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import stat
+import subprocess
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
@@ -71,7 +75,8 @@ class DomainRequest:
                  state: str = "present", autostart: bool | None = None, shutdown_timeout: float = 120,
                  force: bool = False, restart_on_change: bool = False, remove_storage: bool = False,
                  keep_nvram: bool = True, remove_managed_save: bool = False,
-                 remove_snapshots_metadata: bool = False) -> None:
+                 remove_snapshots_metadata: bool = False, remove_files: list[str] | None = None,
+                 remove_files_under: str | None = None) -> None:
         if state not in STATES:
             raise InvalidSpec("state", "must be one of %s, got %r" % (", ".join(STATES), state))
         if spec is not None and xml is not None:
@@ -88,6 +93,15 @@ class DomainRequest:
         self.keep_nvram = keep_nvram
         self.remove_managed_save = remove_managed_save
         self.remove_snapshots_metadata = remove_snapshots_metadata
+        self.remove_files = list(remove_files or [])
+        self.remove_files_under = remove_files_under
+        for i, path in enumerate(self.remove_files):
+            if not isinstance(path, str) or not os.path.isabs(path):
+                raise InvalidSpec("remove_files[%d]" % i, "%r is not an absolute path" % (path,))
+        if remove_files_under is not None and not os.path.isabs(remove_files_under):
+            raise InvalidSpec("remove_files_under", "%r is not an absolute path" % (remove_files_under,))
+        if self.remove_files and state != "absent":
+            raise InvalidSpec("remove_files", "only applies to state absent")
 
 
 # ---------------------------------------------------------------------- XML comparison
@@ -129,6 +143,46 @@ def _children(el: Any) -> list[Any]:
 
 def _diff(path: str, before: Any, after: Any) -> dict[str, Any]:
     return {"path": path, "before": before, "after": after}
+
+
+_SECRET_KEY_RE = re.compile(r"passw(or)?d", re.I)
+_SECRET_ATTR_RE = re.compile(r"(passwd=)\S+")
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: xmlutil.REDACTED if _SECRET_KEY_RE.search(str(k)) and v is not None else _redact_value(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(v) for v in value]
+    if isinstance(value, str):
+        return _SECRET_ATTR_RE.sub(r"\g<1>" + xmlutil.REDACTED, value)
+    return value
+
+
+def secret_values(spec: Any = None, xml: str | None = None) -> set[str]:
+    """The secrets a request carries (graphics passwords), for the module to mask in everything it logs."""
+    out: set[str] = set()
+    graphics = spec.get("graphics") if isinstance(spec, dict) else None
+    for g in [graphics] if isinstance(graphics, dict) else graphics if isinstance(graphics, list) else []:
+        if isinstance(g, dict) and g.get("password") not in (None, ""):
+            out.add(str(g["password"]))
+    if isinstance(xml, str) and "passwd" in xml:
+        try:
+            root = xmlutil.parse(xml)
+        except InvalidSpec:
+            return out
+        out.update(n.get(a) for n in root.iter() if isinstance(n.tag, str)
+                   for a in xmlutil.SECRET_ATTRIBUTES if n.get(a))
+    return out
+
+
+def redact_difference(record: dict[str, Any]) -> dict[str, Any]:
+    """A difference record safe to print: passwords (``graphics[0].password``, ``@passwd``) masked."""
+    if _SECRET_KEY_RE.search(record.get("path", "")):
+        return dict(record, before=None if record["before"] is None else xmlutil.REDACTED,
+                    after=None if record["after"] is None else xmlutil.REDACTED)
+    return dict(record, before=_redact_value(record["before"]), after=_redact_value(record["after"]))
 
 
 def _brief(el: Any) -> str:
@@ -337,7 +391,15 @@ class _Plan:
             if settled is not None and settled():
                 self.actions.pop()
                 return None
+            self.actions.pop()
             raise
+        except HypervisorError:
+            self.actions.pop()
+            raise
+
+    def done(self) -> list[str]:
+        """What was really changed so far (nothing in check mode)."""
+        return [] if self.check_mode else list(self.actions)
 
 
 _ACTIVE = ("running", "blocked", "paused", "pmsuspended", "crashed", "shutdown", "nostate")
@@ -409,7 +471,8 @@ class _Converger:
             raise InvalidSpec("name", "give name (or a spec/xml that names the domain)")
         self.guest = self._lookup()
         self._check_uuid()
-        before_xml = self.guest.get_xml_desc(inactive=True) if self.guest is not None else None
+        # secure XML: graphics passwords are compared and kept by a redefinition (outputs are redacted below)
+        before_xml = self.guest.get_xml_desc(inactive=True, secure=True) if self.guest is not None else None
         self.state = self._real_state()
         result: dict[str, Any] = {"differences": [], "pending_restart": False}
         if req.state == "absent":
@@ -423,9 +486,11 @@ class _Converger:
             self._autostart()
             self._lifecycle(result)
             if not self.check_mode and self.guest is not None:
-                after_xml = self.guest.get_xml_desc(inactive=True)
+                after_xml = self.guest.get_xml_desc(inactive=True, secure=True)
                 self.state = self._real_state()
         changed = bool(self.plan.actions)
+        before_xml, after_xml = xmlutil.redact(before_xml), xmlutil.redact(after_xml)
+        result["differences"] = [redact_difference(d) for d in result["differences"]]
         result.update({
             "changed": changed,
             "actions": list(self.plan.actions),
@@ -503,6 +568,20 @@ class _Converger:
             path = element.findtext("os/" + key)
             if path and not os.path.exists(path):
                 raise InvalidSpec("spec.os.%s" % key, "%s does not exist, so the domain could not start" % path)
+        for i, iface in enumerate(spec.get("interfaces", [])):
+            bridge = iface.get("source") if iface.get("type") == "bridge" else None
+            if isinstance(bridge, str) and not os.path.isdir(os.path.join("/sys/class/net", bridge)):
+                raise InvalidSpec("spec.interfaces[%d].source" % i, "bridge %s does not exist on this host, so the "
+                                  "domain could not start" % bridge)
+        for kind in ("serial", "console", "parallel", "channel"):
+            for j, dev in enumerate(element.findall("devices/" + kind)):
+                paths = [dev.find("log").get("file")] if dev.find("log") is not None and dev.find("log").get("file") else []
+                if dev.get("type") == "file" and dev.find("source") is not None and dev.find("source").get("path"):
+                    paths.append(dev.find("source").get("path"))
+                for path in paths:
+                    if not os.path.isdir(os.path.dirname(path) or "/"):
+                        raise InvalidSpec("spec.%ss[%d]" % (kind, j), "the directory of %s does not exist, so the "
+                                          "domain could not start" % path)
         for disk in element.findall("devices/disk[@type='file']/source[@file]"):
             path = disk.get("file")
             if not os.path.exists(path):
@@ -547,7 +626,7 @@ class _Converger:
         """The running domain's live config differs from what the user asked for."""
         if self.desired is None or self.guest is None or self.state not in ("running", "paused"):
             return False
-        return bool(self._differences(self.guest.get_xml_desc(inactive=False)))
+        return bool(self._differences(self.guest.get_xml_desc(inactive=False, secure=True)))
 
     def _lifecycle(self, result: dict[str, Any]) -> None:
         want = self.req.state
@@ -615,6 +694,7 @@ class _Converger:
     def _absent(self, result: dict[str, Any]) -> None:
         result["removed_storage"] = []
         if self.guest is None:
+            self._remove_files(result, [])
             return
         req = self.req
         storage = self._storage_to_remove() if req.remove_storage else []
@@ -634,75 +714,281 @@ class _Converger:
             keep_nvram=req.keep_nvram, remove_managed_save=req.remove_managed_save,
             remove_snapshots_metadata=req.remove_snapshots_metadata), self._settled("absent"))
         self.state = "absent"
-        removed = []
+        removed, failed = [], []
         for path in storage:
-            self.plan.act("remove_storage", lambda p=path: _remove_file(self.host, p))
-            removed.append(path)
+            try:
+                self.plan.act("remove_storage", lambda p=path: _remove_file(self.host, p))
+                removed.append(path)
+            except HypervisorError as exc:
+                failed.append(str(exc))  # carry on: the other files go all the same
         if "remove_storage" in self.plan.actions:
             # one entry per domain, however many files
             self.plan.actions = [a for a in self.plan.actions if a != "remove_storage"] + ["remove_storage"]
         result["removed_storage"] = removed
+        self._remove_files(result, failed)
+        if failed:
+            raise OperationFailed("domain '%s' on %s was undefined%s, but %s" % (
+                self.name, self.host.uri, " and %s removed" % ", ".join(removed) if removed else "",
+                "; ".join(failed)), uri=self.host.uri)
+
+    def _remove_files(self, result: dict[str, Any], failed: list[str]) -> None:
+        """``remove_files``: the regular files among them (under ``remove_files_under``) that no domain
+        uses, then the directories among them that are empty by then; anything else stays."""
+        req = self.req
+        if not req.remove_files:
+            return
+        if not self.host.is_local():
+            raise InvalidSpec("remove_files", "only applies to a local URI, not %s" % self.host.uri)
+        under = os.path.realpath(req.remove_files_under) if req.remove_files_under else None
+        users = _StorageUse(self.host)
+        for g in self.host.list_guests():
+            if self.guest is not None and g.uuid == self.guest.uuid:
+                continue  # being removed (still listed in check mode)
+            try:
+                users.add_domain(g)
+            except NotFound:
+                continue
+        files, dirs = [], []
+        for path in req.remove_files:
+            real_parent = os.path.realpath(os.path.dirname(path))
+            if under is not None and not (real_parent == under or real_parent.startswith(under + os.sep)
+                                          or os.path.realpath(path) == under):
+                continue  # outside the directory named: never removed
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and not users.uses(path):
+                files.append(path)
+            elif stat.S_ISDIR(st.st_mode):
+                dirs.append(path)
+        removed = result["removed_storage"]
+        for path in files:
+            try:
+                self.plan.act("remove_files", lambda p=path: _remove_file(self.host, p))
+                removed.append(path)
+            except HypervisorError as exc:
+                failed.append(str(exc))
+        gone = set(files)
+        for path in sorted(dirs, key=len, reverse=True):  # the deepest first
+            try:
+                left = [e for e in os.listdir(path) if os.path.join(path, e) not in gone]
+            except OSError:
+                continue
+            if left:
+                continue
+            try:
+                self.plan.act("remove_files", lambda p=path: _rmdir(p))
+                removed.append(path)
+                gone.add(path)
+            except HypervisorError as exc:
+                failed.append(str(exc))
+        if "remove_files" in self.plan.actions:
+            self.plan.actions = [a for a in self.plan.actions if a != "remove_files"] + ["remove_files"]
+        if failed and self.guest is None:
+            raise OperationFailed("; ".join(failed), uri=self.host.uri)
 
     def _storage_to_remove(self) -> list[str]:
-        """This domain's writable file disks that no other domain uses and that exist."""
-        root = xmlutil.parse(self.guest.get_xml_desc(inactive=True))
-        mine = []
-        for disk in root.findall("devices/disk"):
-            src = disk.find("source")
-            if (disk.get("type") != "file" or disk.get("device", "disk") != "disk" or src is None
-                    or not src.get("file") or disk.find("readonly") is not None
-                    or disk.find("shareable") is not None):
-                continue
-            mine.append(src.get("file"))
+        """This domain's writable file disks that exist and that no other domain uses, as a disk or
+        in a disk's backing chain (decided on the real file: device and inode, on a local URI)."""
+        mine = _writable_file_disks(xmlutil.parse(self.guest.get_xml_desc(inactive=True)))
         if not mine:
             return []
-        others: set[str] = set()
+        if self.host.is_local():
+            mine = [(p, f) for p, f in mine if _is_image(p, f)]
+        others = _StorageUse(self.host)
         for g in self.host.list_guests():
             if g.uuid == self.guest.uuid:
                 continue
             try:
-                other = xmlutil.parse(g.get_xml_desc(inactive=True))
+                others.add_domain(g)
             except NotFound:
                 continue
-            others.update(s.get("file") for s in other.findall("devices/disk/source") if s.get("file"))
-        return [p for p in mine if p not in others and _file_exists(self.host, p)]
+        return [p for p, _f in mine if not others.uses(p) and _file_exists(self.host, p)]
+
+
+def _writable_file_disks(root: Any) -> list[tuple[str, str | None]]:
+    """(file, driver type) of a domain's writable, unshared ``type='file'`` disks (no cdrom, no floppy)."""
+    mine = []
+    for disk in root.findall("devices/disk"):
+        src = disk.find("source")
+        if (disk.get("type") != "file" or disk.get("device", "disk") != "disk" or src is None
+                or not src.get("file") or disk.find("readonly") is not None
+                or disk.find("shareable") is not None):
+            continue
+        driver = disk.find("driver")
+        mine.append((src.get("file"), driver.get("type") if driver is not None else None))
+    return mine
+
+
+def _is_image(path: str, fmt: str | None) -> bool:
+    """A regular file that is a disk image of the disk's format (qemu-img's probe), not some other file
+    named as a disk: a qcow2 disk must hold a qcow2 image, a raw one whole 512-byte sectors."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    info = _qemu_img_info(path)
+    found = info.get("format") if isinstance(info, dict) else None
+    want = fmt or "raw"
+    if found != want:
+        return False
+    return want != "raw" or st.st_size % 512 == 0
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the real file behind ``path`` (symlinks and ``/./`` resolved); None if absent."""
+    try:
+        st = os.stat(os.path.realpath(path))
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _qemu_img_info(path: str, backing_chain: bool = False) -> Any:
+    """``qemu-img info`` as JSON (an argv list, ``--`` before the path); None when it cannot tell."""
+    argv = ["qemu-img", "info", "-U", "--output=json"] + (["--backing-chain"] if backing_chain else []) + ["--", path]
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+        return json.loads(proc.stdout) if proc.returncode == 0 else None
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def backing_chain(path: str) -> list[str]:
+    """The files an image is backed by (``qemu-img info --backing-chain``), nearest first."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    if not stat.S_ISREG(st.st_mode) and not stat.S_ISBLK(st.st_mode):
+        return []
+    chain = _qemu_img_info(path, backing_chain=True)
+    out = []
+    for image in chain[1:] if isinstance(chain, list) else []:
+        name = image.get("filename") if isinstance(image, dict) else None
+        if isinstance(name, str) and name:
+            out.append(name)
+    return out
+
+
+class _StorageUse:
+    """Every file the domains added so far use: their disks' sources and the backing chains under them."""
+
+    def __init__(self, host: Any) -> None:
+        self.local = host.is_local()
+        self.paths: set[str] = set()
+        self.identities: set[tuple[int, int]] = set()
+
+    def add_path(self, path: str) -> None:
+        self.paths.add(path)
+        self.paths.add(os.path.normpath(path))
+        if not self.local:
+            return
+        ident = file_identity(path)
+        if ident is None or ident in self.identities:
+            return
+        self.identities.add(ident)
+        for below in backing_chain(path):
+            self.add_path(below)
+
+    def add_domain(self, guest: Any) -> None:
+        xmls = [guest.get_xml_desc(inactive=True)]
+        if guest.is_active():
+            xmls.append(guest.get_xml_desc(inactive=False))  # its <backingStore> chains, as QEMU opened them
+        for xml in xmls:
+            for src in xmlutil.parse(xml).iterfind("devices/disk//source"):  # a disk's, and its <backingStore>s'
+                for key in ("file", "dev"):
+                    if src.get(key):
+                        self.add_path(src.get(key))
+
+    def uses(self, path: str) -> bool:
+        if path in self.paths or os.path.normpath(path) in self.paths:
+            return True
+        if not self.local:
+            return False
+        ident = file_identity(path)
+        return ident is not None and ident in self.identities
 
 
 def _file_exists(host: Any, path: str) -> bool:
-    try:
-        host.call("looking up volume %s" % path, lambda c: c.storageVolLookupByPath(path))
-        return True
-    except NotFound:
-        return host.is_local() and os.path.exists(path)
-    except OperationFailed:
-        return host.is_local() and os.path.exists(path)
+    """The path is one to remove: (local URI) a regular file, not a symlink nor a device; else a pool volume."""
+    if host.is_local():
+        try:
+            return stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            return False
+    return _volume(host, path) is not None
 
 
 def _remove_file(host: Any, path: str) -> None:
-    """Delete through libvirt's storage pools when a pool holds the file, else (local URI) unlink."""
-    try:
-        vol = host.call("looking up volume %s" % path, lambda c: c.storageVolLookupByPath(path))
-    except (NotFound, OperationFailed):
-        vol = None
-    if vol is not None:
-        host.call("deleting volume %s" % path, lambda _c: vol.delete(0))
+    """Delete through libvirt's storage pools when a pool holds the file, else (local URI) unlink
+    it - only a regular file, never what a symlink or a device node points at."""
+    if host.is_local():
+        parent = os.path.dirname(path) or "."
+        try:
+            fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise OperationFailed("removing %s failed: %s" % (path, exc))
+        try:
+            try:
+                st = os.lstat(os.path.basename(path), dir_fd=fd)
+            except FileNotFoundError:
+                return
+            if not stat.S_ISREG(st.st_mode):
+                raise OperationFailed("%s is not a regular file; it was not removed" % path)
+            vol = _volume(host, path)
+            if vol is not None:
+                host.call("deleting volume %s" % path, lambda _c: vol.delete(0))
+                return
+            os.unlink(os.path.basename(path), dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise OperationFailed("removing %s failed: %s" % (path, exc))
+        finally:
+            os.close(fd)
         return
-    if not host.is_local():
+    vol = _volume(host, path)
+    if vol is None:
         raise OperationFailed("%s is in no storage pool of %s, so it cannot be removed remotely" % (path, host.uri))
+    host.call("deleting volume %s" % path, lambda _c: vol.delete(0))
+
+
+def _rmdir(path: str) -> None:
     try:
-        os.unlink(path)
+        os.rmdir(path)
     except FileNotFoundError:
         pass
     except OSError as exc:
         raise OperationFailed("removing %s failed: %s" % (path, exc))
 
 
+def _volume(host: Any, path: str) -> Any:
+    try:
+        return host.call("looking up volume %s" % path, lambda c: c.storageVolLookupByPath(path))
+    except (NotFound, OperationFailed):
+        return None
+
+
 def converge(host: Any, req: DomainRequest, check_mode: bool = False) -> dict[str, Any]:
     """Bring the domain to what ``req`` asks; the module's result (changed, state, actions, diff…)."""
     desired = _desired(host, req)
     for attempt in (0, 1, 2):
+        converger = _Converger(host, req, desired, check_mode)
         try:
-            return _Converger(host, req, desired, check_mode).run()
+            return converger.run()
+        except HypervisorError as exc:
+            done = converger.plan.done()
+            if done:
+                # say what was changed before the failure: the next run must not be read as "nothing happened"
+                exc.msg = "%s (already done before this failure: %s)" % (exc, ", ".join(done))
+                exc.args = (exc.msg,)
+            raise
         except _Conflict as exc:
             if attempt == 2:
                 raise OperationFailed("domain '%s' on %s kept changing under us: %s" % (
@@ -710,5 +996,5 @@ def converge(host: Any, req: DomainRequest, check_mode: bool = False) -> dict[st
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["DomainRequest", "converge", "xml_differences", "machine_aliases", "STATES",
+__all__ = ["DomainRequest", "converge", "secret_values", "redact_difference", "xml_differences", "machine_aliases", "STATES",
            "LIBVIRT_ADDED_TOP", "LIBVIRT_ADDED_DEVICES", "libvirt"]

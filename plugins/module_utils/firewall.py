@@ -162,6 +162,8 @@ def _check_rule(rule: Any, path: str) -> tuple[str | None, dict[str, Any]]:
                                   % (protocol, ", ".join(_key_name(a) for a in allowed)))
             if value is None:
                 continue
+            if isinstance(value, str):
+                xmlutil.check_text(value, "%s.%s.%s" % (path, protocol, key))
             attrs[name] = value
     return protocol, attrs
 
@@ -235,6 +237,9 @@ def _build(name: str, rules: list, filterrefs: list, chain: str | None, priority
            uuid: str | None) -> Any:
     root = etree.Element("filter")
     root.set("name", name)
+    for key, value in (("chain", chain), ("priority", priority)):
+        if isinstance(value, str):
+            xmlutil.check_text(value, key)
     if chain is not None:
         root.set("chain", str(chain))
     if priority is not None:

@@ -14,6 +14,7 @@ import re
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import check_text
 
 __all__ = ["validate_spec", "validate_interface", "parse_size", "format_cpuset", "disk_index", "disk_name",
            "TARGET_PREFIX", "METADATA_NS", "UNIT_BYTES", "order_disks", "derive_disk_targets"]
@@ -34,7 +35,13 @@ UNIT_BYTES = _UNITS = {
 }
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_MAC_RE = re.compile(r"^[0-9a-f][02468ace](:[0-9a-f]{2}){5}$")  # unicast: the first octet's low bit is 0
+_ABS_PATH_RE = re.compile(r"^/.+")
+# A Linux interface name as libvirt's schema allows it (deviceName without '/' and '\\'), at most 15 characters.
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+# Largest memory libvirt takes: VIR_DOMAIN_MEMORY_PARAM_UNLIMITED KiB, in MiB.
+MAX_MEMORY_MIB = (2 ** 53 - 1) // 1024
+MAX_UINT = 2 ** 32 - 1
 _PCI_RE = re.compile(r"^(?:([0-9a-f]{1,4}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})\.([0-7])$")
 _CPUSET_PART = re.compile(r"^(\^)?(\d+)(?:-(\d+))?$")
 _TARGET_RE = re.compile(r"^(vd|sd|hd|fd|xvd)([a-z]+)$")
@@ -54,8 +61,8 @@ def _typename(value: Any) -> str:
 
 class Str(_Field):
     def __init__(self, pattern: "re.Pattern[str] | None" = None, what: str = "", lower: bool = False,
-                 nonempty: bool = True) -> None:
-        self.pattern, self.what, self.lower, self.nonempty = pattern, what, lower, nonempty
+                 nonempty: bool = True, multiline: bool = False) -> None:
+        self.pattern, self.what, self.lower, self.nonempty, self.multiline = pattern, what, lower, nonempty, multiline
 
     def norm(self, value: Any, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -65,13 +72,14 @@ class Str(_Field):
             value = value.lower()
         if self.nonempty and not value:
             raise InvalidSpec(path, "must not be empty")
+        check_text(value, path, self.multiline)
         if self.pattern is not None and not self.pattern.match(value):
             raise InvalidSpec(path, "%r is not %s" % (value, self.what))
         return value
 
 
 class Int(_Field):
-    def __init__(self, minimum: int | None = 0, maximum: int | None = None) -> None:
+    def __init__(self, minimum: int | None = 0, maximum: int | None = MAX_UINT) -> None:
         self.minimum, self.maximum = minimum, maximum
 
     def norm(self, value: Any, path: str) -> Any:
@@ -111,8 +119,14 @@ class Enum(_Field):
 class Size(_Field):
     """A size in MiB: an int is MiB, a string may carry a unit ('2GiB', '512M', '1 TiB')."""
 
+    def __init__(self, maximum: int = MAX_MEMORY_MIB) -> None:
+        self.maximum = maximum
+
     def norm(self, value: Any, path: str) -> Any:
-        return parse_size(value, path)
+        mib = parse_size(value, path)
+        if mib > self.maximum:
+            raise InvalidSpec(path, "%d MiB is more than libvirt takes (%d MiB)" % (mib, self.maximum))
+        return mib
 
 
 class CpuSet(_Field):
@@ -364,6 +378,8 @@ def _filter_params(value: Any, path: str) -> Any:
     out = {}
     for k, v in value.items():
         sub = "%s.%s" % (path, k)
+        if not isinstance(k, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
+            raise InvalidSpec(sub, "%r is not a filter parameter name (letters, digits, _)" % (k,))
         if isinstance(v, list):
             vals = [Str().norm(x, "%s[%d]" % (sub, i)) for i, x in enumerate(v)]
             out[str(k)] = vals[0] if len(vals) == 1 else vals
@@ -391,6 +407,10 @@ def _post_interface(n: dict, path: str) -> dict:
         if not isinstance(src, str):
             raise InvalidSpec("%s.source" % path, "type %s needs the %s name as source" %
                               (typ, "network" if typ == "network" else "bridge"))
+        check_text(src, "%s.source" % path)
+        if typ == "bridge" and not IFNAME_RE.match(src):
+            raise InvalidSpec("%s.source" % path, "%r is not a bridge name (at most 15 letters, digits, '_', '.', "
+                              "'-', ':')" % src)
     elif typ == "direct":
         if isinstance(src, str):
             src = {"dev": src}
@@ -434,6 +454,8 @@ def _pre_one_or_list(value: Any, path: str) -> Any:
 
 
 def _post_graphics(g: dict, path: str) -> dict:
+    if g["type"] == "vnc" and len(g.get("password", "")) > 8:
+        raise InvalidSpec("%s.password" % path, "a VNC password has at most 8 characters")
     if "port" in g:
         if g["port"] == -1:
             del g["port"]
@@ -528,7 +550,7 @@ def _post_disk(d: dict, path: str) -> dict:
             if set(src) != {"path"}:
                 raise InvalidSpec("%s.source" % path, "a %s disk's source is its path" % d["type"])
             src = src["path"]
-        d["source"] = Str().norm(src, "%s.source" % path)
+        d["source"] = Str(_ABS_PATH_RE, "an absolute path").norm(src, "%s.source" % path)
     elif d["device"] not in ("cdrom", "floppy"):
         raise InvalidSpec("%s.source" % path, "is required (only a cdrom or floppy may be empty)")
     if d["device"] in ("cdrom", "floppy"):
@@ -557,17 +579,17 @@ _NET_SOURCE = Dict({
                   "secret_usage": Str()}, required=("username",)),
 }, required=("protocol",))
 
-_DIRECT_SOURCE = Dict({"dev": Str(), "mode": Enum("vepa", "bridge", "private", "passthrough")})
+_DIRECT_SOURCE = Dict({"dev": Str(IFNAME_RE, "a host interface name"), "mode": Enum("vepa", "bridge", "private", "passthrough")})
 
 _BW = Dict({"average": Int(), "peak": Int(), "burst": Int(), "floor": Int()}, required=("average",))
 
 _CHAR_FIELDS = {
     "type": Enum("pty", "file", "unix", "tcp", "dev", "pipe", "null", "stdio", "vc", "spicevmc"),
-    "path": Str(),
+    "path": Str(_ABS_PATH_RE, "an absolute path"),
     "host": Str(),
     "port": Int(0, 65535),
     "mode": Enum("bind", "connect"),
-    "log": Str(),
+    "log": Str(_ABS_PATH_RE, "an absolute path"),
     "target_port": Int(),
 }
 
@@ -618,7 +640,7 @@ _DISK = Dict({
 _INTERFACE = Dict({
     "type": Enum("network", "bridge", "direct", "ethernet", "user"),
     "source": _Raw("a network or bridge name, or for direct a dict with dev and mode"),
-    "mac": Str(_MAC_RE, "a MAC address like 52:54:00:12:34:56", lower=True),
+    "mac": Str(_MAC_RE, "a MAC address like 52:54:00:12:34:56 (unicast: an even first octet)", lower=True),
     "model": Str(),
     "mtu": Int(68, 65535),
     "queues": Int(1, 256),
@@ -650,8 +672,8 @@ _OS = Dict({
     "firmware": Enum("bios", "efi"),
     "secure_boot": Bool(),
     "boot": List(Enum(*_BOOT_DEVS)),
-    "kernel": Str(),
-    "initrd": Str(),
+    "kernel": Str(_ABS_PATH_RE, "an absolute path"),
+    "initrd": Str(_ABS_PATH_RE, "an absolute path"),
     "cmdline": Str(),
 })
 
@@ -676,11 +698,11 @@ SPEC = Dict({
     "uuid": Str(_UUID_RE, "a UUID", lower=True),
     "type": Enum("kvm", "qemu", "xen", "lxc", "hvf", "test"),
     "title": Str(),
-    "description": Str(nonempty=False),
+    "description": Str(nonempty=False, multiline=True),
     "metadata": Map(Str(), _Any()),
     "memory": Size(),
     "current_memory": Size(),
-    "vcpus": Int(1),
+    "vcpus": Int(1, 65535),
     "cpu": _CPU,
     "cputune": Dict({"vcpupin": Map(Int(), CpuSet()), "emulatorpin": CpuSet()}),
     "numatune": Dict({

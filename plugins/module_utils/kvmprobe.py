@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import tempfile
 
@@ -88,6 +89,72 @@ def _cache_path() -> str:
     return os.path.join(base, "kvm-probe.json")
 
 
+def _private_dir(path: str) -> bool:
+    """``path`` is (or is made) a directory of this user's alone: not a symlink, owned by the
+    effective uid, mode 0700. One someone else owns (or a symlink) is not trusted with the cache."""
+    try:
+        os.makedirs(os.path.dirname(path) or "/", mode=0o755, exist_ok=True)
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            return False
+        if st.st_mode & 0o077:
+            os.fchmod(fd, 0o700)  # ours (an earlier version made it 0755): make it private
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _read_cache(path: str) -> dict | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd) as f:
+            cached = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cached, dict) or not isinstance(cached.get("key"), str) or \
+            not isinstance(cached.get("result"), bool):
+        return None
+    return cached
+
+
+def _write_cache(path: str, content: dict) -> None:
+    tmp = "%s.%d" % (path, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        try:
+            os.unlink(tmp)  # left by a process with our pid before a reboot; the directory is ours
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            return
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(content, f)
+        os.replace(tmp, path)  # replaces a planted symlink itself, never what it points at
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
 def _cache_key(emulator: str) -> str | None:
     """Changes with a reboot, another QEMU binary or /dev/kvm coming and going."""
     try:
@@ -104,22 +171,13 @@ def kvm_runs_guests(emulator: str, timeout: float = DEFAULT_TIMEOUT, use_cache: 
     """:func:`run_probe`, remembered until the next boot (a hang costs ``timeout`` once, not per task)."""
     key = _cache_key(emulator) if use_cache else None
     path = _cache_path()
+    if key and not _private_dir(os.path.dirname(path)):
+        key = None  # a directory someone else owns or can write could hold a forged answer
     if key:
-        try:
-            with open(path) as f:
-                cached = json.load(f)
-            if cached.get("key") == key:
-                return cached.get("result")
-        except (OSError, ValueError):
-            pass
+        cached = _read_cache(path)
+        if cached is not None and cached["key"] == key:
+            return cached["result"]
     result = run_probe(emulator, timeout)
     if key and result is not None:
-        try:
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            tmp = "%s.%d" % (path, os.getpid())
-            with open(tmp, "w") as f:
-                json.dump({"key": key, "emulator": emulator, "result": result}, f)
-            os.replace(tmp, path)
-        except OSError:
-            pass
+        _write_cache(path, {"key": key, "emulator": emulator, "result": result})
     return result

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import re
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import IFNAME_RE
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     HypervisorError,
     InvalidSpec,
@@ -58,6 +60,28 @@ def _mac(value: Any, path: str) -> str:
     if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
         raise InvalidSpec(path, "%r is not a MAC address (aa:bb:cc:dd:ee:ff)" % (value,))
     return text
+
+
+# A DHCP or DNS host name: RFC 1123 labels joined by dots (what dnsmasq takes as a name, nothing else).
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+# A network name libvirt can hold in a file name and in XML: no '/', no control characters.
+_NET_NAME_RE = re.compile(r"^[^/\x00-\x1f\x7f]+$")
+
+
+def _hostname(value: Any, path: str) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if isinstance(value, (bool, dict, list)) or not _HOSTNAME_RE.match(text):
+        raise InvalidSpec(path, "%r is not a host name (letters, digits and '-' in dot-separated labels of at most "
+                          "63 characters)" % (value,))
+    return text
+
+
+def _list(value: Any, path: str, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidSpec(path, "expected a list of %s, got %r" % (what, value))
+    return value
 
 
 def _bool(value: Any, path: str) -> bool:
@@ -112,7 +136,7 @@ def _check_ip(ip: Any, path: str, strict: bool = True) -> dict[str, Any]:
     net = ipaddress.ip_network("%s/%d" % (address, prefix), strict=False)
     dhcp = _dict(ip.get("dhcp"), "%s.dhcp" % path, ("ranges", "hosts"))
     ranges, hosts = [], []
-    for i, rng in enumerate(dhcp.get("ranges") or []):
+    for i, rng in enumerate(_list(dhcp.get("ranges"), "%s.dhcp.ranges" % path, "{start, end}")):
         p = "%s.dhcp.ranges[%d]" % (path, i)
         rng = _dict(rng, p, ("start", "end"))
         start, end = (_addr(rng.get(k), "%s.%s" % (p, k), version) for k in ("start", "end"))
@@ -125,7 +149,7 @@ def _check_ip(ip: Any, path: str, strict: bool = True) -> dict[str, Any]:
         if strict and entry in ranges:
             raise InvalidSpec(p, "%s-%s is already given as ranges[%d]" % (start, end, ranges.index(entry)))
         ranges.append(entry)
-    for i, host in enumerate(dhcp.get("hosts") or []):
+    for i, host in enumerate(_list(dhcp.get("hosts"), "%s.dhcp.hosts" % path, "{mac, name, ip}")):
         p = "%s.dhcp.hosts[%d]" % (path, i)
         host = _dict(host, p, ("mac", "name", "ip"))
         if not host.get("mac") and not host.get("name"):
@@ -135,7 +159,10 @@ def _check_ip(ip: Any, path: str, strict: bool = True) -> dict[str, Any]:
             raise InvalidSpec("%s.mac" % p, "libvirt identifies IPv6 DHCP hosts by name, not by MAC")
         if not host.get("ip"):
             raise InvalidSpec("%s.ip" % p, "required: a static DHCP host reserves an address")
-        entry = {"mac": mac, "name": str(host["name"]) if host.get("name") else None,
+        name = host.get("name")
+        if name and strict:
+            name = _hostname(name, "%s.name" % p)
+        entry = {"mac": mac, "name": str(name) if name else None,
                  "ip": _addr(host["ip"], "%s.ip" % p, version)}
         if ipaddress.ip_address(entry["ip"]) not in net:
             raise InvalidSpec("%s.ip" % p, "%s is outside %s" % (entry["ip"], net))
@@ -158,8 +185,8 @@ def check_spec(spec: dict[str, Any], strict: bool = True) -> dict[str, Any]:
     """
     spec = _dict(spec, "", SPEC_KEYS)
     name = spec.get("name")
-    if not name or not isinstance(name, str) or "/" in name:
-        raise InvalidSpec("name", "a network name is required (no '/')")
+    if not name or not isinstance(name, str) or not _NET_NAME_RE.match(name):
+        raise InvalidSpec("name", "a network name is required (no '/', no control characters), got %r" % (name,))
     forward = spec.get("forward")
     if forward is None or isinstance(forward, str):
         forward = {"mode": forward or "none"}
@@ -182,8 +209,11 @@ def check_spec(spec: dict[str, Any], strict: bool = True) -> dict[str, Any]:
     if isinstance(bridge, str):
         bridge = {"name": bridge}
     bridge = dict(_dict(bridge, "bridge", ("name", "stp", "delay")))
-    if bridge.get("name") is not None and (len(str(bridge["name"])) > 15 or "/" in str(bridge["name"])):
-        raise InvalidSpec("bridge.name", "%r: a Linux interface name has at most 15 characters" % bridge["name"])
+    if bridge.get("name") is not None and not IFNAME_RE.match(str(bridge["name"])):
+        raise InvalidSpec("bridge.name", "%r: a Linux interface name has at most 15 characters, letters, digits, "
+                          "'_', '.', '-' and ':'" % bridge["name"])
+    if forward.get("dev") is not None and not IFNAME_RE.match(str(forward["dev"])):
+        raise InvalidSpec("forward.dev", "%r is not a host interface name" % forward["dev"])
     if mode == "bridge" and not bridge.get("name") and not forward.get("dev"):
         raise InvalidSpec("bridge.name", "forward mode bridge needs the name of an existing host bridge")
     if bridge.get("stp") is not None:
@@ -209,21 +239,27 @@ def check_spec(spec: dict[str, Any], strict: bool = True) -> dict[str, Any]:
     domain = dict(_dict(domain, "domain", ("name", "local_only")))
     if domain and not domain.get("name"):
         raise InvalidSpec("domain.name", "required")
+    if domain.get("name"):
+        domain["name"] = _hostname(domain["name"], "domain.name")
     if domain.get("local_only") is not None:
         domain["local_only"] = _bool(domain["local_only"], "domain.local_only")
     dns = dict(_dict(spec.get("dns"), "dns", ("enable", "forwarders", "hosts")))
     if dns.get("enable") is not None:
         dns["enable"] = _bool(dns["enable"], "dns.enable")
-    dns["forwarders"] = [_addr(f, "dns.forwarders[%d]" % i) for i, f in enumerate(dns.get("forwarders") or [])]
+    dns["forwarders"] = [_addr(f, "dns.forwarders[%d]" % i)
+                         for i, f in enumerate(_list(dns.get("forwarders"), "dns.forwarders", "addresses"))]
     dns_hosts = []
-    for i, h in enumerate(dns.get("hosts") or []):
+    for i, h in enumerate(_list(dns.get("hosts"), "dns.hosts", "{ip, hostnames}")):
         h = _dict(h, "dns.hosts[%d]" % i, ("ip", "hostnames"))
         names = h.get("hostnames") or []
         if isinstance(names, str):
             names = [names]
         if not names:
             raise InvalidSpec("dns.hosts[%d].hostnames" % i, "at least one hostname")
-        dns_hosts.append({"ip": _addr(h.get("ip"), "dns.hosts[%d].ip" % i), "hostnames": [str(n) for n in names]})
+        if not isinstance(names, list):
+            raise InvalidSpec("dns.hosts[%d].hostnames" % i, "expected a list of host names, got %r" % (names,))
+        names = [_hostname(n, "dns.hosts[%d].hostnames[%d]" % (i, j)) if strict else str(n) for j, n in enumerate(names)]
+        dns_hosts.append({"ip": _addr(h.get("ip"), "dns.hosts[%d].ip" % i), "hostnames": names})
     dns["hosts"] = dns_hosts
     mtu = _int(spec["mtu"], "mtu", 68, 65535) if spec.get("mtu") is not None else None
     return {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import threading
 from typing import Any
 
@@ -27,6 +28,20 @@ def parse(xml: str | bytes, what: str = "xml") -> Any:
         return etree.fromstring(xml, parser)
     except etree.XMLSyntaxError as exc:
         raise InvalidSpec(what, "not well-formed XML: %s" % exc)
+
+
+# Characters XML cannot hold at all, and (for one-line values) line breaks and tabs as well.
+_NOT_XML_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
+_NOT_LINE_RE = re.compile("[\x00-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
+
+
+def check_text(value: str, path: str, multiline: bool = False) -> str:
+    """A string bound for XML: no control characters (line breaks and tabs only in multi-line text)."""
+    bad = (_NOT_XML_RE if multiline else _NOT_LINE_RE).search(value)
+    if bad:
+        raise InvalidSpec(path, "contains the control character %r at position %d; it cannot go into libvirt's XML"
+                          % (bad.group(), bad.start()))
+    return value
 
 
 def to_string(element: Any, pretty: bool = True) -> str:
@@ -128,6 +143,24 @@ def diff_result(before: str | None, after: str | None, name: str = "xml") -> dic
         "before_header": name,
         "after_header": name,
     }
+
+
+# Attributes that hold a secret in libvirt's XML (read with VIR_DOMAIN_XML_SECURE); masked in every output.
+SECRET_ATTRIBUTES = ("passwd",)
+REDACTED = "********"
+
+
+def redact(xml: str | None) -> str | None:
+    """The document with every secret attribute masked, for results, diffs and logs."""
+    if not xml or not any(("%s=" % a) in xml for a in SECRET_ATTRIBUTES):
+        return xml
+    el = parse(xml)
+    for node in el.iter():
+        if isinstance(node.tag, str):
+            for attr in SECRET_ATTRIBUTES:
+                if node.get(attr) is not None:
+                    node.set(attr, REDACTED)
+    return to_string(el)
 
 
 def schema_path(name: str) -> str | None:

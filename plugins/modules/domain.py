@@ -52,6 +52,8 @@ options:
       - The guest spec (the same dict as M(hypervisor.libvirt.guest_xml) takes) - C(name), C(type),
         C(memory) (MiB), C(vcpus), C(os), C(disks), C(interfaces), ...
       - Unknown keys and bad values are errors naming the field, before anything is touched.
+      - Graphics passwords (C(graphics[].password), C(passwd) in O(xml)) are compared with libvirt's
+        secure XML, kept by a redefinition, and masked in RV(differences), RV(xml), the diff and the logs.
       - Mutually exclusive with O(xml).
     type: dict
   xml:
@@ -99,11 +101,32 @@ options:
   remove_storage:
     description:
       - With O(state=absent), also delete the domain's writable file disks (C(<disk type='file'
-        device='disk'>), not read-only, not shareable, not used by any other domain). Files a storage
-        pool holds are deleted through the pool; others are unlinked (local URIs only).
+        device='disk'>), not read-only, not shareable). Files a storage pool holds are deleted through
+        the pool; others are unlinked (local URIs only).
+      - A file is kept when any other domain uses it - as a disk, or anywhere in a disk's backing chain
+        (C(qemu-img info --backing-chain), and libvirt's C(<backingStore>) of running domains) - decided
+        on the real file (symlinks and C(/./) resolved, then device and inode) on a local URI. Only
+        regular files holding an image of the disk's format are unlinked (a raw image is whole 512-byte
+        sectors); a symlink, a device node or a text file named as a disk stays.
+      - When one file cannot be removed the others still are, and the task fails naming it.
       - RV(removed_storage) names every file removed. Block, network and CD-ROM disks are never touched.
     type: bool
     default: false
+  remove_files:
+    description:
+      - With O(state=absent), also delete these files - the storage a role or playbook made for the
+        domain (its disks, seed ISO, ...) - also when the domain is already gone.
+      - Only regular files are deleted (never a symlink, a device node or what they point at), and only
+        those no domain uses, as a disk or in a disk's backing chain (decided on the real file, by device
+        and inode). Directories in the list are removed when they are empty by then.
+      - With O(remove_files_under), only what really lies under that directory (symlinks resolved).
+      - Local URIs only. RV(removed_storage) names what was removed.
+    type: list
+    elements: path
+  remove_files_under:
+    description:
+      - The directory O(remove_files) must lie under; anything outside it is kept.
+    type: path
   keep_nvram:
     description:
       - With O(state=absent), keep the domain's UEFI NVRAM file (V(true)) or delete it with the definition.
@@ -206,7 +229,7 @@ changed:
 actions:
   description:
     - What was done, in order - V(define), V(autostart), V(no_autostart), V(start), V(start_paused),
-      V(pause), V(resume), V(shutdown), V(destroy), V(undefine), V(remove_storage).
+      V(pause), V(resume), V(shutdown), V(destroy), V(undefine), V(remove_storage), V(remove_files).
   type: list
   elements: str
   returned: always
@@ -237,18 +260,20 @@ uuid:
   type: str
   returned: always
 removed_storage:
-  description: Files deleted (or, in check mode, that would be) with O(remove_storage=true).
+  description: Files (and directories) deleted, or in check mode that would be, with O(remove_storage=true)
+    and O(remove_files).
   type: list
   elements: str
   returned: when O(state=absent)
 """
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.ansible_libvirt import libvirt_module, run_module
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import STATES, DomainRequest, converge
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import STATES, DomainRequest, converge, secret_values
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
 
 _OPTIONS = ("name", "spec", "xml", "state", "autostart", "shutdown_timeout", "force", "restart_on_change",
-            "remove_storage", "keep_nvram", "remove_managed_save", "remove_snapshots_metadata")
+            "remove_storage", "keep_nvram", "remove_managed_save", "remove_snapshots_metadata", "remove_files",
+            "remove_files_under")
 
 
 def main() -> None:
@@ -266,11 +291,16 @@ def main() -> None:
             "keep_nvram": {"type": "bool", "default": True},
             "remove_managed_save": {"type": "bool", "default": False},
             "remove_snapshots_metadata": {"type": "bool", "default": False},
+            "remove_files": {"type": "list", "elements": "path"},
+            "remove_files_under": {"type": "path"},
         },
         mutually_exclusive=[("spec", "xml")],
         required_one_of=[("name", "spec", "xml")],
         supports_check_mode=True,
     )
+
+    # graphics passwords never reach a log, -vvv's invocation, differences or the diff
+    module.no_log_values.update(secret_values(module.params["spec"], module.params["xml"]))
 
     def action() -> dict:
         request = DomainRequest(**{k: module.params[k] for k in _OPTIONS})

@@ -287,7 +287,7 @@ def test_missing_domain_without_definition(host, name):
 def test_remove_storage_only_own_writable_files(host, name, tmp_path):
     own, shared, cd = (tmp_path / "own.img", tmp_path / "shared.img", tmp_path / "cd.iso")
     for f in (own, shared, cd):
-        f.write_bytes(b"x")
+        f.write_bytes(b"x" * 512)  # raw images: whole sectors
     cdrom = ("<disk type='file' device='cdrom'><source file='%s'/><target dev='hdc'/><readonly/></disk>" % cd)
     run(host, DomainRequest(xml=domain_xml(name, disks=(str(own), str(shared)), extra_devices=cdrom)))
     neighbour = name + "-n"

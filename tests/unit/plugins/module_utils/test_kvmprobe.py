@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -81,3 +82,48 @@ def test_host_without_kvm_offered_is_not_usable():
     with Host("test:///default") as host:
         assert host.kvm_available() is False
         assert host.kvm_usable() is False
+
+
+# ------------------------------------------------------------------ a cache nobody else can forge
+def test_a_cache_directory_someone_else_owns_is_not_trusted(tmp_path, cache_dir):
+    emulator = _fake_emulator(tmp_path, "exec sleep 30")  # hangs: the truth is False
+    cache_dir.parent.mkdir(mode=0o755)
+    cache_dir.write_text(json.dumps({"key": kvmprobe._cache_key(emulator), "result": True}))
+    os.chown(str(cache_dir.parent), 65534, 65534)
+    assert kvmprobe.kvm_runs_guests(emulator, timeout=0.5) is False
+    assert json.loads(cache_dir.read_text())["result"] is True  # not written there either
+
+
+def test_an_own_cache_directory_is_made_private(tmp_path, cache_dir):
+    cache_dir.parent.mkdir(mode=0o777)
+    os.chmod(str(cache_dir.parent), 0o777)
+    assert kvmprobe.kvm_runs_guests(_fake_emulator(tmp_path, "exit 85"), timeout=5) is True
+    assert stat.S_IMODE(os.stat(str(cache_dir.parent)).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(str(cache_dir)).st_mode) == 0o600
+
+
+def test_a_symlinked_cache_directory_is_not_used(tmp_path, cache_dir):
+    real = tmp_path / "elsewhere"
+    real.mkdir(mode=0o700)
+    os.symlink(str(real), str(cache_dir.parent))
+    assert kvmprobe.kvm_runs_guests(_fake_emulator(tmp_path, "exit 85"), timeout=5) is True
+    assert list(real.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", ["[1, 2, 3]", '"text"', '{"key": 5, "result": true}',
+                                     '{"key": "k", "result": "yes"}', "{"])
+def test_a_cache_of_the_wrong_shape_is_probed_again_without_a_traceback(tmp_path, cache_dir, content):
+    cache_dir.parent.mkdir(mode=0o700)
+    cache_dir.write_text(content)
+    assert kvmprobe.kvm_runs_guests(_fake_emulator(tmp_path, "exit 85"), timeout=5) is True
+
+
+def test_a_planted_symlink_is_neither_followed_nor_written_through(tmp_path, cache_dir):
+    emulator = _fake_emulator(tmp_path, "exec sleep 30")
+    victim = tmp_path / "victim"
+    victim.write_text(json.dumps({"key": kvmprobe._cache_key(emulator), "result": True}))
+    cache_dir.parent.mkdir(mode=0o700)
+    os.symlink(str(victim), str(cache_dir))
+    assert kvmprobe.kvm_runs_guests(emulator, timeout=0.5) is False  # the link was not read
+    assert json.loads(victim.read_text())["result"] is True  # nor written through
+    assert not cache_dir.is_symlink() and json.loads(cache_dir.read_text())["result"] is False
