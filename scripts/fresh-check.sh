@@ -102,12 +102,8 @@ cleanup() {
   set +e
   [ -n "$ns_pid" ] && kill -KILL "$ns_pid" 2>/dev/null && wait "$ns_pid" 2>/dev/null
   cgroup_remove
-  iptables -D FORWARD -j "$CHAIN" 2>/dev/null
-  iptables -F "$CHAIN" 2>/dev/null; iptables -X "$CHAIN" 2>/dev/null
-  iptables -t nat -D POSTROUTING -s 100.127.253.0/30 ! -o "$VETH_HOST" -j MASQUERADE 2>/dev/null
+  net_down
   echo "$forward_before" >/proc/sys/net/ipv4/ip_forward
-  ip link del "$VETH_HOST" 2>/dev/null
-  ip netns del "$NETNS" 2>/dev/null
   # The roots' mounts live in their own mount namespaces and went with them; refuse to
   # delete through anything still mounted all the same.
   if findmnt -rn -o TARGET | grep -q "^$WORK"; then
@@ -119,31 +115,42 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# --- the network: a namespace that reaches the registries through NAT, nothing private -------
-ip netns add "$NETNS"
-ip link add "$VETH_HOST" type veth peer name "$VETH_NS"
-ip link set "$VETH_NS" netns "$NETNS"
-ip addr add 100.127.253.1/30 dev "$VETH_HOST"
-ip link set "$VETH_HOST" up
-ip -n "$NETNS" addr add 100.127.253.2/30 dev "$VETH_NS"
-ip -n "$NETNS" link set "$VETH_NS" up
-ip -n "$NETNS" link set lo up
-ip -n "$NETNS" route add default via 100.127.253.1
-echo 1 >/proc/sys/net/ipv4/ip_forward
-iptables -N "$CHAIN"
-iptables -I FORWARD 1 -j "$CHAIN"
-iptables -A "$CHAIN" -o "$VETH_HOST" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-iptables -A "$CHAIN" -o "$VETH_HOST" -j DROP
-for ns in $(awk '$1 == "nameserver" && $2 ~ /^[0-9.]+$/ { print $2 }' /etc/resolv.conf); do
-  iptables -A "$CHAIN" -i "$VETH_HOST" -d "$ns" -p udp --dport 53 -j ACCEPT
-  iptables -A "$CHAIN" -i "$VETH_HOST" -d "$ns" -p tcp --dport 53 -j ACCEPT
-done
-for net in 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 169.254.0.0/16 100.64.0.0/10 127.0.0.0/8 \
-           $(ip -4 -o addr show scope global | awk '{ print $4 }'); do
-  iptables -A "$CHAIN" -i "$VETH_HOST" -d "$net" -j DROP
-done
-iptables -A "$CHAIN" -i "$VETH_HOST" -j ACCEPT
-iptables -t nat -A POSTROUTING -s 100.127.253.0/30 ! -o "$VETH_HOST" -j MASQUERADE
+# --- the network: a namespace per root that reaches the registries through NAT, nothing private
+net_up() {
+  ip netns add "$NETNS"
+  ip link add "$VETH_HOST" type veth peer name "$VETH_NS"
+  ip link set "$VETH_NS" netns "$NETNS"
+  ip addr add 100.127.253.1/30 dev "$VETH_HOST"
+  ip link set "$VETH_HOST" up
+  ip -n "$NETNS" addr add 100.127.253.2/30 dev "$VETH_NS"
+  ip -n "$NETNS" link set "$VETH_NS" up
+  ip -n "$NETNS" link set lo up
+  ip -n "$NETNS" route add default via 100.127.253.1
+  echo 1 >/proc/sys/net/ipv4/ip_forward
+  iptables -N "$CHAIN"
+  iptables -I FORWARD 1 -j "$CHAIN"
+  iptables -A "$CHAIN" -o "$VETH_HOST" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  iptables -A "$CHAIN" -o "$VETH_HOST" -j DROP
+  for ns in $(awk '$1 == "nameserver" && $2 ~ /^[0-9.]+$/ { print $2 }' /etc/resolv.conf); do
+    iptables -A "$CHAIN" -i "$VETH_HOST" -d "$ns" -p udp --dport 53 -j ACCEPT
+    iptables -A "$CHAIN" -i "$VETH_HOST" -d "$ns" -p tcp --dport 53 -j ACCEPT
+  done
+  for net in 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 169.254.0.0/16 100.64.0.0/10 127.0.0.0/8 \
+             $(ip -4 -o addr show scope global | awk '{ print $4 }'); do
+    iptables -A "$CHAIN" -i "$VETH_HOST" -d "$net" -j DROP
+  done
+  iptables -A "$CHAIN" -i "$VETH_HOST" -j ACCEPT
+  iptables -t nat -A POSTROUTING -s 100.127.253.0/30 ! -o "$VETH_HOST" -j MASQUERADE
+}
+
+net_down() {
+  iptables -D FORWARD -j "$CHAIN" 2>/dev/null
+  iptables -F "$CHAIN" 2>/dev/null; iptables -X "$CHAIN" 2>/dev/null
+  iptables -t nat -D POSTROUTING -s 100.127.253.0/30 ! -o "$VETH_HOST" -j MASQUERADE 2>/dev/null
+  ip link del "$VETH_HOST" 2>/dev/null
+  ip netns del "$NETNS" 2>/dev/null
+  return 0
+}
 
 # --- what a user's machine would have of this one: pip's configuration and extra CAs --------
 PIP_ENV=()
@@ -273,6 +280,8 @@ run_variant() {
   kvm_before=$(host_kvm || true)
   mkdir -p "$LOGDIR"
   log "$v: preparing a root from the cached base"
+  net_down
+  net_up
   prepare_root "$r"
   make_inner >"$WORK/inner.sh"
   while IFS= read -r e; do envs+=("$e"); done < <(inside_env)
