@@ -183,15 +183,18 @@ mount --bind "$R" "$R"
 mount -t proc proc "$R/proc"
 mount -t sysfs sysfs "$R/sys"
 mount -t tmpfs -o mode=0755,size=64m devtmp "$R/dev"
+# No /dev/kvm: with a node of its own made here, the root's libvirtd starting a guest still
+# changed the group of this machine's /dev/kvm (seen by a watcher, at the moment of the start),
+# after which this machine's libvirt probes QEMU anew at every call. The roots are machines
+# without KVM; KVM detection is proven on this machine by make test.
 for spec in "null c 1 3" "zero c 1 5" "full c 1 7" "random c 1 8" "urandom c 1 9" "tty c 5 0" \
-            "kvm c 10 232" "net/tun c 10 200" "vhost-net c 10 238" "fuse c 10 229"; do
+            "net/tun c 10 200" "vhost-net c 10 238" "fuse c 10 229"; do
   set -- $spec
   host=/dev/$1
   [ -c "$host" ] || continue
   mkdir -p "$(dirname "$R/dev/$1")"
   mknod -m 0666 "$R/dev/$1" c "$3" "$4"
 done
-chmod 0600 "$R/dev/kvm" 2>/dev/null || true
 mkdir -p "$R/dev/pts" "$R/dev/shm" "$R/dev/mqueue"
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$R/dev/pts"
 ln -s pts/ptmx "$R/dev/ptmx"
@@ -263,9 +266,8 @@ step make demo'
 
 host_kvm() { [ -c /dev/kvm ] && stat -c '%u %g %a' /dev/kvm; }
 
-# The root has its own /dev; should this machine's /dev/kvm still change while a root runs
-# (something outside the root), say so and put it back: libvirt here would probe QEMU anew at
-# every call otherwise.
+# Should this machine's /dev/kvm still change while a root runs, say so and put it back:
+# libvirt here would probe QEMU anew at every call otherwise.
 kvm_guard() {  # kvm_guard VARIANT "UID GID MODE"
   local now
   now=$(host_kvm || true)
