@@ -462,10 +462,13 @@ def wait(host: Any, guest: Any, what: str, timeout: float, source: str = "lease"
         raise OperationFailed("domain '%s' on %s is %s; there is nothing to wait for until it runs"
                               % (guest.name, host.uri, state), uri=host.uri)
     if what == "address":
-        return wait_for_address(host, guest, source if source != "none" else "lease", family, network, timeout)
-    if what == "serial":
-        return wait_for_serial(host, guest, regex or "", timeout)
-    return wait_for_agent(host, guest, timeout)
+        result = wait_for_address(host, guest, source if source != "none" else "lease", family, network, timeout)
+    elif what == "serial":
+        result = wait_for_serial(host, guest, regex or "", timeout)
+    else:
+        result = wait_for_agent(host, guest, timeout)
+    result["at"] = time.time()  # when it was seen (epoch seconds), to set against other clocks' records
+    return result
 
 
 __all__ = ["describe", "wait", "wait_for_address", "wait_for_serial", "wait_for_agent", "volume_index",

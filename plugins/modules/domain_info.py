@@ -159,7 +159,8 @@ domains:
       type: list
       elements: dict
 wait:
-  description: What O(wait_for) waited for - C(what), C(seconds), and the C(address) found or the serial C(line) and C(path).
+  description: What O(wait_for) waited for - C(what), C(seconds) (how long), C(at) (when it was seen, epoch seconds),
+    and the C(address) found or the serial C(line) and C(path).
   type: dict
   returned: when O(wait_for) is given
   sample: {what: address, seconds: 7.31, address: {address: 192.168.122.57, prefix: 24, family: ipv4, mac: "52:54:00:12:34:56",
