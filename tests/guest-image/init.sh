@@ -13,7 +13,7 @@
 # HTTP on port 80 also runs /cgi-bin/ scripts (see write_cgi):
 #   /cgi-bin/marker?write=WORD[&disk=vdX]  writes "HVL-MARKER WORD" to the disk's first sector (fsync)
 #   /cgi-bin/marker[?disk=vdX]             prints the marker the disk holds
-#   /cgi-bin/uptime                        /proc/uptime (seconds since boot, idle)
+#   /cgi-bin/uptime                        /proc/uptime (seconds since boot, idle), then the boot id
 #   /cgi-bin/disks                         "<name> <bytes>" per virtio disk
 #
 # Kernel command line options read here (all optional):
@@ -109,7 +109,7 @@ CGI
     cat > /www/80/cgi-bin/uptime <<'CGI'
 #!/bin/sh
 printf 'Content-Type: text/plain\r\n\r\n'
-cat /proc/uptime
+cat /proc/uptime /proc/sys/kernel/random/boot_id
 CGI
     cat > /www/80/cgi-bin/disks <<'CGI'
 #!/bin/sh
