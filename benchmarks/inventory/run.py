@@ -164,8 +164,8 @@ def main() -> int:
                         % (OURS.pattern, size)]}}]}]
                 peer = [{"name": "peer", "hosts": "localhost", "gather_facts": False, "tasks": [
                     {"name": "info", "community.libvirt.virt": {"command": "info", "uri": URI}},
-                    {"name": "get_xml", "community.libvirt.virt": {"command": "get_xml", "name": "{{ item }}",
-                                                                  "uri": URI}, "loop": names}]}]
+                    {"name": "get_xml", "loop": names,
+                     "community.libvirt.virt": {"command": "get_xml", "name": "{{ item }}", "uri": URI}}]}]
                 info = {"size": size, "ours_s": playbook_time(ours, os.path.join(outdir, "info-ours.yml")),
                         "peer_s": playbook_time(peer, os.path.join(outdir, "info-peer.yml"))}
                 log("domain_info at %d: ours %.1fs, peer loop %.1fs" % (size, info["ours_s"], info["peer_s"]))

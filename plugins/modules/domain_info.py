@@ -134,8 +134,8 @@ domains:
   contains:
     name: {description: The domain's name., type: str}
     uuid: {description: Its UUID., type: str}
-    id: {description: Its id while it runs, else V(null)., type: int}
-    state: {description: V(running), V(paused), V(shutoff), ... as libvirt names them., type: str}
+    id: {description: 'Its id while it runs, else V(null).', type: int}
+    state: {description: 'V(running), V(paused), V(shutoff), ... as libvirt names them.', type: str}
     state_reason: {description: 'Why it is in that state: V(booted), V(from_snapshot), V(shutdown), V(destroyed), ...', type: str}
     persistent: {description: It has a persistent definition., type: bool}
     autostart: {description: libvirtd starts it., type: bool}
