@@ -192,10 +192,11 @@ def main() -> None:
     def action() -> dict:
         result: dict = {"changed": False}
         with Host(p["uri"]) as host:
+            # events (the agent wait) and the close callback, which spares a test round trip before each call
+            host.initialize()
             if p["wait_for"]:
                 if not p["name"] or len(p["name"]) != 1:
                     raise InvalidSpec("name", "wait_for waits for one domain: name exactly one")
-                host.initialize()  # agent lifecycle events
                 result["wait"] = wait(host, host.get_guest(name=p["name"][0]), p["wait_for"], p["timeout"],
                                       source=p["address_source"], family=p["family"], network=p["network"],
                                       regex=p["regex"])
