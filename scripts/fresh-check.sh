@@ -306,9 +306,13 @@ run_variant() {
       sleep 0.2
     done
     [ -n "$pid1" ] || { log "$v: systemd did not start"; return 1; }
-    local state
-    state=$(timeout 120 nsenter -t "$pid1" -m -u -n -p -r -w /usr/bin/env -i "${envs[@]}" \
-              systemctl is-system-running --wait 2>&1 || true)
+    local state=""
+    # until systemd answers on its bus (it opens it a moment after it starts), at most 2 minutes
+    for i in $(seq 1 120); do
+      state=$(timeout 120 nsenter -t "$pid1" -m -u -n -p -r -w /usr/bin/env -i "${envs[@]}" \
+                systemctl is-system-running --wait 2>&1 || true)
+      case $state in *"Failed to connect"*|"") sleep 1 ;; *) break ;; esac
+    done
     log "$v: systemd is $state ($(nsenter -t "$pid1" -m -p -r systemctl --failed --plain --no-legend 2>/dev/null | awk '{print $1}' | tr '\n' ' '))"
     timeout "${TIMEOUT_MIN}m" nsenter -t "$pid1" -m -u -n -p -r -w /usr/bin/env -i "${envs[@]}" \
       bash -c "$STEPS_SYSTEMD" >>"$logf" 2>&1 || rc=$?
