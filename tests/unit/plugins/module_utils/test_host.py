@@ -299,6 +299,10 @@ def _restart_libvirtd() -> None:
     """Stop libvirtd and start it again, keeping the window short (others share the daemon)."""
     if os.path.isdir("/run/systemd/system") and shutil.which("systemctl"):
         subprocess.run(["systemctl", "restart", "libvirtd"], check=True, timeout=60)
+    elif os.path.exists("/etc/init.d/libvirtd"):
+        # the way set-up started it, so its init script keeps knowing the daemon afterwards
+        subprocess.run(["/etc/init.d/libvirtd", "restart"], check=True, timeout=60,
+                       stdout=subprocess.DEVNULL)
     else:
         with open("/run/libvirtd.pid") as f:
             pid = int(f.read().strip())
