@@ -18,13 +18,6 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Hos
 TEST_URI = "test:///default"
 
 
-@pytest.fixture
-def host():
-    h = Host(TEST_URI)
-    yield h
-    h.close()
-
-
 def _define(host, name, extra="", running=False):
     xml = ("<domain type='test'><name>%s</name><memory unit='MiB'>256</memory><vcpu>2</vcpu>"
            "<os><type>hvm</type></os>%s</domain>" % (name, extra))

@@ -42,13 +42,6 @@ def test_unknown_subset_names_its_index(given, path):
     assert "domains" in str(err.value)  # lists the valid choices
 
 
-@pytest.fixture
-def host():
-    h = Host("test:///default")
-    yield h
-    h.close()
-
-
 def test_gather_all_on_the_test_driver(host):
     facts = gather(host)
     assert facts["gathered_subsets"] == ALL

@@ -29,13 +29,6 @@ TEST_DOMAIN_UUID = "6695eb01-f6a4-8304-79aa-97f2502e193f"
 
 
 @pytest.fixture
-def host():
-    h = Host(TEST_URI)
-    yield h
-    h.close()
-
-
-@pytest.fixture
 def inactive_domain(host):
     """A second, defined-only domain in the test driver's (per-process) state."""
     name = "hvl-unit-%s" % uuidlib.uuid4().hex[:8]

@@ -31,13 +31,6 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Hos
 
 
 @pytest.fixture
-def host():
-    h = Host("test:///default")
-    yield h
-    h.close()
-
-
-@pytest.fixture
 def names(host):
     made: list[str] = []
 

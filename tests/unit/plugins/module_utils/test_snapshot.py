@@ -9,20 +9,12 @@ import pytest
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec, NotFound
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.snapshot import (
     SnapshotRequest,
     converge,
     snapshot_xml,
 )
-
-
-@pytest.fixture
-def host():
-    h = Host("test:///default")
-    yield h
-    h.close()
 
 
 @pytest.fixture
