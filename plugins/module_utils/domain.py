@@ -4,8 +4,9 @@
 
 No Ansible import: ``converge(host, request)`` takes plain values and returns
 the module's result dict, so unit tests drive it against ``test:///default``.
-Check mode is honoured at the lowest mutating call (``_Plan.act``): every
-action is recorded the same way, and only executed when not checking.
+Check mode is honoured at the lowest mutating call (``plan.Plan.act``, shared
+with the other changing modules): every action is recorded the same way, and
+only executed when not checking.
 
 Idempotency is semantic, never textual:
 
@@ -36,6 +37,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils import vif as v
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     HypervisorError,
     InvalidSpec,
@@ -140,8 +142,7 @@ def _children(el: Any) -> list[Any]:
     return [c for c in el if isinstance(c.tag, str)]
 
 
-def _diff(path: str, before: Any, after: Any) -> dict[str, Any]:
-    return {"path": path, "before": before, "after": after}
+_diff = difference
 
 
 _SECRET_KEY_RE = re.compile(r"passw(or)?d", re.I)
@@ -370,35 +371,7 @@ class _Conflict(Exception):
     """Someone else defined the same domain between our read and our write: start over."""
 
 
-class _Plan:
-    """Records actions; runs them only when not in check mode (the lowest mutating call)."""
-
-    def __init__(self, host: Any, check_mode: bool) -> None:
-        self.host = host
-        self.check_mode = check_mode
-        self.actions: list[str] = []
-
-    def act(self, action: str, fn: Callable[[], Any], settled: Callable[[], bool] | None = None) -> Any:
-        """Record ``action`` and run ``fn``; if it fails but ``settled()`` says another
-        client already got there (two playbooks at once), the action is not ours."""
-        self.actions.append(action)
-        if self.check_mode:
-            return None
-        try:
-            return fn()
-        except OperationFailed:
-            if settled is not None and settled():
-                self.actions.pop()
-                return None
-            self.actions.pop()
-            raise
-        except HypervisorError:
-            self.actions.pop()
-            raise
-
-    def done(self) -> list[str]:
-        """What was really changed so far (nothing in check mode)."""
-        return [] if self.check_mode else list(self.actions)
+_Plan = Plan  # the shared recorder (plan.py): act unless in check mode
 
 
 _ACTIVE = ("running", "blocked", "paused", "pmsuspended", "crashed", "shutdown", "nostate")

@@ -60,6 +60,15 @@ class Guest:
         return self._host.call("%s domain '%s'" % (what, self._name), run)
 
     @property
+    def domain(self) -> Any:
+        """The virDomain (for bulk calls that take a list of domains)."""
+        return self._domain
+
+    def call_domain(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        """``fn(virDomain)`` through the Host, for callers outside this class (Host's per-domain readers)."""
+        return self._call(what, fn)
+
+    @property
     def id(self) -> int | None:
         dom_id = self._call("reading the id of", lambda d: d.ID())
         return dom_id if dom_id >= 0 else None
@@ -68,6 +77,19 @@ class Guest:
         """One of STATE_NAMES' values."""
         state, _reason = self._call("reading the state of", lambda d: d.state())
         return STATE_NAMES.get(state, "nostate")
+
+    def get_state_reason(self) -> tuple[str, int]:
+        """The state (STATE_NAMES' value) and libvirt's reason number for it."""
+        state, reason = self._call("reading the state of", lambda d: d.state())
+        return STATE_NAMES.get(state, "nostate"), reason
+
+    def get_agent_state(self) -> str | None:
+        """The guest agent channel's state in the live XML: connected, disconnected, or None without one."""
+        root = etree.fromstring(self.get_xml_desc().encode("utf-8"))
+        for target in root.findall("devices/channel/target"):
+            if target.get("type") == "virtio" and target.get("name") == "org.qemu.guest_agent.0":
+                return target.get("state") or "disconnected"
+        return None
 
     def is_active(self) -> bool:
         return bool(self._call("reading", lambda d: d.isActive()))
@@ -146,6 +168,73 @@ class Guest:
     def snapshot_count(self) -> int:
         """Snapshots libvirt keeps metadata for (undefine refuses unless told to remove it)."""
         return int(self._call("counting the snapshots of", lambda d: d.snapshotNum(0)))
+
+    # ------------------------------------------------------------------ snapshots
+    def list_snapshots(self) -> list[str]:
+        """Names of the domain's snapshots, parents before children (one listAllSnapshots)."""
+        flags = getattr(libvirt, "VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL", 0)
+        return [s.getName() for s in self._call("listing the snapshots of", lambda d: d.listAllSnapshots(flags))]
+
+    def current_snapshot(self) -> str | None:
+        """The name of the current snapshot (the one a revert or the next snapshot builds on), or None."""
+        def run(d: Any) -> str | None:
+            if not d.hasCurrentSnapshot(0):
+                return None
+            return d.snapshotCurrent(0).getName()
+        return self._call("reading the current snapshot of", run)
+
+    def get_snapshot_xml(self, name: str) -> str:
+        """The snapshot's XML (with the domain's XML at the snapshot); ``NotFound`` if there is none."""
+        return self._call("reading snapshot '%s' of" % name, lambda d: d.snapshotLookupByName(name, 0).getXMLDesc(0))
+
+    def snapshot_children(self, name: str) -> list[str]:
+        """Names of the snapshot's descendants."""
+        flags = libvirt.VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS
+        return [c.getName() for c in self._call(
+            "listing the children of snapshot '%s' of" % name,
+            lambda d: d.snapshotLookupByName(name, 0).listAllChildren(flags))]
+
+    def create_snapshot(self, xml: str, disk_only: bool = False, quiesce: bool = False, live: bool = False,
+                        atomic: bool = True) -> str:
+        """Take a snapshot from ``<domainsnapshot>`` XML; returns its name.
+
+        ``disk_only`` makes external disk snapshots without memory; ``quiesce``
+        freezes the guest's filesystems through its agent first; ``live`` keeps
+        a running guest running while its memory is saved.
+        """
+        flags = 0
+        if disk_only:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+        if quiesce:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
+        if live:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_LIVE
+        if atomic:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
+        if hasattr(libvirt, "VIR_DOMAIN_SNAPSHOT_CREATE_VALIDATE"):
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_VALIDATE
+        return self._call("snapshotting", lambda d: d.snapshotCreateXML(xml, flags).getName())
+
+    def revert_to_snapshot(self, name: str, state: str | None = None, force: bool = False) -> None:
+        """Return the domain to snapshot ``name``; ``state`` running or paused overrides the snapshot's own."""
+        flags = 0
+        if state == "running":
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING
+        elif state == "paused":
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED
+        if force:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE
+        self._call("reverting to snapshot '%s'" % name,
+                   lambda d: d.revertToSnapshot(d.snapshotLookupByName(name, 0), flags))
+
+    def delete_snapshot(self, name: str, children: bool = False, metadata_only: bool = False) -> None:
+        """Delete snapshot ``name`` (and its descendants with ``children``); ``metadata_only`` keeps the data."""
+        flags = 0
+        if children:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN
+        if metadata_only:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY
+        self._call("deleting snapshot '%s' of" % name, lambda d: d.snapshotLookupByName(name, 0).delete(flags))
 
     def delete_configuration(self, keep_nvram: bool = True, remove_managed_save: bool = False,
                              remove_snapshots_metadata: bool = False) -> None:

@@ -24,6 +24,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     ConnectionFailed,
     HypervisorError,
     NotFound,
+    OperationFailed,
     Timeout,
     is_connection_error,
     translate,
@@ -93,6 +94,29 @@ class LifecycleEvent:
 
     def __repr__(self) -> str:
         return "<LifecycleEvent %s %s detail=%d>" % (self.name, self.event_name, self.detail)
+
+
+class AgentEvent:
+    """The guest agent's channel in a domain connected or disconnected (libvirt's agent lifecycle event)."""
+
+    __slots__ = ("uuid", "name", "connected", "reason", "timestamp")
+
+    def __init__(self, uuid: str, name: str, state: int, reason: int) -> None:
+        self.uuid = uuid
+        self.name = name
+        self.connected = state == 1  # VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED
+        self.reason = reason
+        self.timestamp = time.monotonic()
+
+    def __repr__(self) -> str:
+        return "<AgentEvent %s %s>" % (self.name, "connected" if self.connected else "disconnected")
+
+
+# The guest agent's virtio-serial channel (libvirt reports its state in the live XML).
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
+
+# virDomainInterfaceAddresses sources, by the names modules use.
+ADDRESS_SOURCES = ("lease", "agent", "arp")
 
 
 class ConnectionEvent:
@@ -197,6 +221,11 @@ class Host:
                     None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._event_lifecycle_callback, None)
             except libvirt.libvirtError:
                 pass  # the driver has no events (e.g. some remote setups): waits fall back to polling
+            try:
+                conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._event_agent_callback, None)
+            except libvirt.libvirtError:
+                pass  # no agent events from this driver: wait_for_agent polls the live XML
             try:
                 conn.registerCloseCallback(self._close_callback, None)
             except libvirt.libvirtError:
@@ -358,6 +387,9 @@ class Host:
     def _event_lifecycle_callback(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
         self._queue_event(LifecycleEvent(dom.UUIDString(), dom.name(), event, detail))
 
+    def _event_agent_callback(self, _conn: Any, dom: Any, state: int, reason: int, _opaque: Any) -> None:
+        self._queue_event(AgentEvent(dom.UUIDString(), dom.name(), state, reason))
+
     def _dispatch_thread(self) -> None:
         while True:
             self._dispatch_events()
@@ -371,14 +403,14 @@ class Host:
         except queue.Empty:
             return
         try:
-            if isinstance(event, LifecycleEvent):
+            if isinstance(event, (LifecycleEvent, AgentEvent)):
                 with self._waiters_lock:
                     for uuid, cond, seen in self._waiters:
                         if uuid == event.uuid:
                             with cond:
                                 seen.append(event)
                                 cond.notify_all()
-                if self._lifecycle_event_handler is not None:
+                if self._lifecycle_event_handler is not None and isinstance(event, LifecycleEvent):
                     self._lifecycle_event_handler(event)
             elif isinstance(event, ConnectionEvent):
                 if self._conn_event_handler is not None:
@@ -399,11 +431,8 @@ class Host:
             raise HypervisorError("unknown domain state(s): %s" % ", ".join(sorted(unknown)))
         guest = domain if isinstance(domain, _guest_class()) else self.get_guest(
             **({"uuid": domain} if _looks_like_uuid(domain) else {"name": domain}))
-        cond = threading.Condition()
-        seen: list[LifecycleEvent] = []
-        entry = (guest.uuid, cond, seen)
-        with self._waiters_lock:
-            self._waiters.append(entry)
+        entry = self._add_waiter(guest.uuid)
+        _uuid, cond, seen = entry
         deadline = time.monotonic() + timeout
         try:
             state = self._current_state(guest)
@@ -416,7 +445,7 @@ class Host:
                 with cond:
                     if not seen:
                         cond.wait(min(remaining, 0.1 if not self._initialized else remaining))
-                    events, seen[:] = list(seen), []
+                    events, seen[:] = [e for e in seen if isinstance(e, LifecycleEvent)], []
                 if events and events[-1].event == 1:
                     state = "undefined"
                 elif events and events[-1].state is not None:
@@ -425,8 +454,53 @@ class Host:
                     state = self._current_state(guest)
             return state
         finally:
-            with self._waiters_lock:
-                self._waiters.remove(entry)
+            self._remove_waiter(entry)
+
+    def _add_waiter(self, uuid: str) -> tuple[str, threading.Condition, list]:
+        """Events of domain ``uuid`` are appended to the entry's list (and its condition notified)."""
+        entry: tuple[str, threading.Condition, list] = (uuid, threading.Condition(), [])
+        with self._waiters_lock:
+            self._waiters.append(entry)
+        return entry
+
+    def _remove_waiter(self, entry: tuple[str, threading.Condition, list]) -> None:
+        with self._waiters_lock:
+            self._waiters.remove(entry)
+
+    @property
+    def events_running(self) -> bool:
+        """initialize() was called: lifecycle and agent events reach waiters."""
+        return self._initialized
+
+    def wait_for_agent(self, guest: "Guest", timeout: float) -> float:
+        """Wait until the guest agent's channel of ``guest`` is connected; returns the seconds waited.
+
+        Event-driven (libvirt's agent lifecycle event) after ``initialize()``;
+        the live XML's channel state is read once first, and again after each
+        event or, without events, every 0.2 s. ``Timeout`` says what the
+        channel was the last time it was read.
+        """
+        start = time.monotonic()
+        deadline = start + timeout
+        entry = self._add_waiter(guest.uuid)
+        _uuid, cond, seen = entry
+        try:
+            while True:
+                state = guest.get_agent_state()
+                if state == "connected":
+                    return time.monotonic() - start
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Timeout("the guest agent of domain '%s' on %s did not connect within %gs (%s)"
+                                  % (guest.name, self._uri, timeout, _agent_seen(state)), uri=self._uri)
+                with cond:
+                    if not any(isinstance(e, AgentEvent) and e.connected for e in seen):
+                        cond.wait(min(remaining, 0.2 if not self._initialized else remaining))
+                    events, seen[:] = [e for e in seen if isinstance(e, AgentEvent)], []
+                if events and events[-1].connected:
+                    return time.monotonic() - start
+        finally:
+            self._remove_waiter(entry)
 
     def _current_state(self, guest: "Guest") -> str:
         try:
@@ -472,6 +546,125 @@ class Host:
             return conn.defineXMLFlags(xml, flags)
         return _guest_class()(self.call("defining a domain", define), host=self)
 
+    def _persistence_sets(self) -> tuple[set[str], set[str]]:
+        """UUIDs of transient and of autostarted domains: two listAllDomains calls, short lists usually."""
+        flags = libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT
+        transient = {d.UUIDString() for d in self.call("listing domains", lambda c: c.listAllDomains(flags))}
+        flags = libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART
+        autostart = {d.UUIDString() for d in self.call("listing domains", lambda c: c.listAllDomains(flags))}
+        return transient, autostart
+
+    # what domain_records reads in its one bulk call
+    RECORD_STATS = 0
+    if libvirt is not None:
+        RECORD_STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_VCPU
+                        | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_BLOCK
+                        | libvirt.VIR_DOMAIN_STATS_INTERFACE)
+
+    def domain_records(self, guests: list["Guest"] | None = None, stats: int | None = None) -> list[dict[str, Any]]:
+        """One record per domain (all, or ``guests``) from bulk calls: the domain, its stats, state, flags.
+
+        ``getAllDomainStats`` (or ``domainListGetStats`` for a list) and the two
+        short ``listAllDomains`` of ``_persistence_sets``: the number of calls
+        does not grow with the number of domains. Keys: ``domain`` (virDomain),
+        ``name``, ``uuid``, ``id``, ``state``, ``state_reason`` (libvirt's
+        number), ``persistent``, ``autostart``, ``stats`` (libvirt's dict).
+        """
+        flags = self.RECORD_STATS if stats is None else stats
+        if guests is None:
+            pairs = self.call("reading domain statistics", lambda c: c.getAllDomainStats(flags))
+        elif not guests:
+            pairs = []
+        else:
+            doms = [g.domain for g in guests]
+            pairs = self.call("reading domain statistics", lambda c: c.domainListGetStats(doms, flags))
+        transient, autostart = self._persistence_sets()
+        records = []
+        for dom, st in pairs:
+            uuid = dom.UUIDString()
+            if "state.state" not in st:
+                st = dict(st)
+                st["state.state"], st["state.reason"] = self.call(
+                    "reading domain '%s'" % dom.name(), lambda _c, d=dom: d.state())
+            records.append({
+                "domain": dom, "name": dom.name(), "uuid": uuid, "id": dom.ID() if dom.ID() >= 0 else None,
+                "state": STATE_NAMES.get(st["state.state"], "unknown"), "state_reason": st.get("state.reason", 0),
+                "persistent": uuid not in transient, "autostart": uuid in autostart, "stats": st,
+            })
+        return records
+
+    def xml_descs(self, domains: list[Any], flags: int = 0, workers: int = 8) -> dict[str, str | None]:
+        """UUID -> XML of each virDomain (None when it vanished meanwhile).
+
+        libvirt has no bulk call for domain XML, so this is one ``XMLDesc`` per
+        domain; they are sent from a few threads at once over the one
+        connection (libvirt's RPC client multiplexes them), so remote URIs pay
+        the round trip once per batch rather than once per domain.
+        """
+        def one(dom: Any) -> tuple[str, str | None]:
+            try:
+                return dom.UUIDString(), self.call("reading the XML of domain '%s'" % dom.name(),
+                                                   lambda _c: dom.XMLDesc(flags))
+            except NotFound:
+                return dom.UUIDString(), None
+        if len(domains) <= 1 or workers <= 1:
+            return dict(one(d) for d in domains)
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=min(workers, len(domains))) as pool:
+            return dict(pool.map(one, domains))
+
+    def network_leases(self) -> dict[str, list[dict[str, Any]]] | None:
+        """Lower-case MAC -> DHCP leases of libvirt's active networks, one ``DHCPLeases`` per network.
+
+        None when the driver keeps no leases (the test driver): callers then ask
+        each domain (``interface_addresses(..., "lease")``).
+        """
+        nets = self.call("listing networks", lambda c: c.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
+        by_mac: dict[str, list[dict[str, Any]]] = {}
+        for net in nets:
+            try:
+                leases = self.call("reading the DHCP leases of network '%s'" % net.name(),
+                                   lambda _c, n=net: n.DHCPLeases())
+            except OperationFailed as exc:
+                if exc.code == libvirt.VIR_ERR_NO_SUPPORT:
+                    return None
+                raise
+            except NotFound:
+                continue  # the network went away meanwhile
+            for lease in leases or []:
+                mac = (lease.get("mac") or "").lower()
+                if not mac:
+                    continue
+                by_mac.setdefault(mac, []).append({
+                    "address": lease.get("ipaddr"),
+                    "prefix": lease.get("prefix"),
+                    "family": "ipv6" if lease.get("type") == 1 else "ipv4",
+                    "network": net.name(),
+                    "hostname": lease.get("hostname"),
+                    "expiry": lease.get("expirytime"),
+                })
+        return by_mac
+
+    def interface_addresses(self, guest: "Guest", source: str) -> dict[str, list[dict[str, Any]]]:
+        """Lower-case MAC -> addresses of one domain from ``source`` (lease, agent or arp).
+
+        libvirt's virDomainInterfaceAddresses has no bulk form; the caller uses
+        it where ``network_leases`` cannot answer (agent, arp, drivers without leases).
+        """
+        flag = {"lease": libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+                "agent": libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+                "arp": libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP}[source]
+        raw = guest.call_domain("reading the %s addresses of" % source, lambda d: d.interfaceAddresses(flag))
+        out: dict[str, list[dict[str, Any]]] = {}
+        for ifname, data in (raw or {}).items():
+            mac = (data.get("hwaddr") or "").lower()
+            for a in data.get("addrs") or []:
+                out.setdefault(mac, []).append({
+                    "address": a.get("addr"), "prefix": a.get("prefix"),
+                    "family": "ipv6" if a.get("type") == 1 else "ipv4", "interface": ifname,
+                })
+        return out
+
     def get_domain_info(self) -> list[dict[str, Any]]:
         """Name, UUID, state, persistence, autostart, vcpus, memory of every domain.
 
@@ -480,10 +673,7 @@ class Host:
         one ``getAllDomainStats``. Only drivers whose bulk stats lack
         vcpu/balloon data (the test driver) cost one ``info()`` per domain.
         """
-        flags = libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT
-        transient = {d.UUIDString() for d in self.call("listing domains", lambda c: c.listAllDomains(flags))}
-        flags = libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART
-        autostart = {d.UUIDString() for d in self.call("listing domains", lambda c: c.listAllDomains(flags))}
+        transient, autostart = self._persistence_sets()
         stats = self._all_domain_stats(libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_VCPU
                                        | libvirt.VIR_DOMAIN_STATS_BALLOON)
         result = []
@@ -698,6 +888,12 @@ class Host:
                     continue
                 over_committed += max(capacity - physical, 0)
         return int((available - over_committed) // (1024 ** 3))
+
+
+def _agent_seen(state: str | None) -> str:
+    if state is None:
+        return "the domain has no %s channel" % AGENT_CHANNEL
+    return "its %s channel was %s" % (AGENT_CHANNEL, state)
 
 
 def _looks_like_uuid(value: str) -> bool:

@@ -28,7 +28,8 @@ outdir=$1
 
 # Modules the guest loads; their dependencies are added from modules.dep.
 MODULES=(virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev
-         virtio_pci failover net_failover virtio_net evdev button)
+         virtio_pci failover net_failover virtio_net evdev button
+         virtio_blk virtio_console)
 
 busybox=/bin/busybox
 [ -x "$busybox" ] ||

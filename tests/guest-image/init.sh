@@ -7,6 +7,14 @@
 #   HVL-LINK-IP <ifname> <addr>          a NIC got (or changed) its address
 #   HVL-LINK-GONE <ifname>               a NIC disappeared (hot-unplug)
 #   HVL-GUEST-POWEROFF                   ACPI power button seen, powering off
+#   HVL-DISK <name> bytes=<size>         a virtio disk is there (at boot, hot-plugged or resized)
+#   HVL-AGENT-UP <device>                the guest agent channel was opened (a minimal agent answers)
+#
+# HTTP on port 80 also runs /cgi-bin/ scripts (see write_cgi):
+#   /cgi-bin/marker?write=WORD[&disk=vdX]  writes "HVL-MARKER WORD" to the disk's first sector (fsync)
+#   /cgi-bin/marker[?disk=vdX]             prints the marker the disk holds
+#   /cgi-bin/uptime                        /proc/uptime (seconds since boot, idle), then the boot id
+#   /cgi-bin/disks                         "<name> <bytes>" per virtio disk
 #
 # Kernel command line options read here (all optional):
 #   hvl.hostname=NAME   hostname (default: DHCP-provided name, else hvl-guest)
@@ -76,7 +84,108 @@ write_pages() {
         mv "/www/$port/index.html.tmp" "/www/$port/index.html"
     done
 }
+# CGI helpers of port 80: a marker on a raw virtio disk, uptime, disk sizes
+write_cgi() {
+    mkdir -p /www/80/cgi-bin
+    cat > /www/80/cgi-bin/marker <<'CGI'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+disk=vda word=
+for kv in $(echo "$QUERY_STRING" | tr '&' ' '); do
+    case "$kv" in
+        disk=vd[a-z]) disk=${kv#disk=} ;;
+        write=*) word=${kv#write=} ;;
+    esac
+done
+[ -b "/dev/$disk" ] || { echo "HVL-MARKER-ERROR no disk $disk"; exit 0; }
+case "$word" in
+    *[!A-Za-z0-9_.-]*) echo "HVL-MARKER-ERROR bad word"; exit 0 ;;
+esac
+if [ -n "$word" ]; then
+    printf 'HVL-MARKER %s\n' "$word" | dd of="/dev/$disk" bs=512 count=1 conv=sync,fsync 2>/dev/null
+fi
+dd if="/dev/$disk" bs=512 count=1 2>/dev/null | tr -d '\000' | sed -n '1p'
+CGI
+    cat > /www/80/cgi-bin/uptime <<'CGI'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+cat /proc/uptime /proc/sys/kernel/random/boot_id
+CGI
+    cat > /www/80/cgi-bin/disks <<'CGI'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+for d in /sys/block/vd*; do
+    [ -e "$d/size" ] && echo "${d##*/} $(( $(cat "$d/size") * 512 ))"
+done
+CGI
+    chmod 0755 /www/80/cgi-bin/*
+}
+
+# report each virtio disk once, and again when its size changes
+report_disks() {
+    for d in /sys/block/vd*; do
+        [ -e "$d/size" ] || continue
+        n=${d##*/}
+        bytes=$(( $(cat "$d/size") * 512 ))
+        if [ "$(cat "$S/$n.disk" 2>/dev/null)" != "$bytes" ]; then
+            echo "$bytes" > "$S/$n.disk"
+            say "HVL-DISK $n bytes=$bytes"
+        fi
+    done
+}
+
+# A minimal guest agent on the org.qemu.guest_agent.0 port: it answers the QEMU guest agent
+# protocol's commands libvirt uses for a sync, a ping and the interfaces' addresses.
+agent_ifaces() {
+    first=1
+    for n in lo $(list_ifs); do
+        mac=$(cat "/sys/class/net/$n/address" 2>/dev/null)
+        addrs=$(ip -o addr show dev "$n" 2>/dev/null | awk '
+            $3 == "inet" || $3 == "inet6" {
+                split($4, a, "/"); t = ($3 == "inet") ? "ipv4" : "ipv6";
+                printf "%s{\"ip-address-type\": \"%s\", \"ip-address\": \"%s\", \"prefix\": %s}", sep, t, a[1], a[2]; sep = ", "
+            }')
+        [ $first = 1 ] || printf ', '
+        first=0
+        printf '{"name": "%s", "hardware-address": "%s", "ip-addresses": [%s]}' "$n" "$mac" "$addrs"
+    done
+}
+
+run_agent() {      # $1 = the port's device node
+    exec 3<>"$1" || { note "cannot open $1"; return; }
+    say "HVL-AGENT-UP $1"
+    # until libvirt connects to the host side, a read returns end-of-file at once: keep the port
+    # open (closing it tells libvirt the agent went away) and try again shortly
+    while :; do
+        line=
+        if ! IFS= read -r line <&3 && [ -z "$line" ]; then
+            sleep 0.2
+            continue
+        fi
+        case "$line" in
+            *'"guest-sync'*)
+                id=$(echo "$line" | sed -n 's/.*"id": *\([0-9-]*\).*/\1/p')
+                printf '{"return": %s}\n' "${id:-0}" >&3 ;;
+            *'"guest-ping"'*) printf '{"return": {}}\n' >&3 ;;
+            *'"guest-network-get-interfaces"'*) printf '{"return": [%s]}\n' "$(agent_ifaces)" >&3 ;;
+            *'"guest-info"'*) printf '{"return": {"version": "hvl-test-agent", "supported_commands": []}}\n' >&3 ;;
+            *) printf '{"error": {"class": "CommandNotFound", "desc": "not supported by the test guest agent"}}\n' >&3 ;;
+        esac
+    done
+}
+
+start_agent() {
+    for p in /sys/class/virtio-ports/*; do
+        [ "$(cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ] || continue
+        dev=/dev/${p##*/}
+        i=0
+        while [ ! -c "$dev" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+        [ -c "$dev" ] && ( run_agent "$dev" ) </dev/null &
+    done
+}
+
 write_pages
+write_cgi
 httpd -p 80 -h /www/80 || note "httpd :80 failed"
 httpd -p 8080 -h /www/8080 || note "httpd :8080 failed"
 
@@ -127,6 +236,8 @@ report_ip() {
 
 known=$(list_ifs)
 for n in $known; do start_dhcp "$n"; done
+report_disks
+start_agent
 
 ready=0
 check_ready() {
@@ -184,6 +295,7 @@ while :; do
         esac
     done
     known=$now
+    report_disks
     check_ready
     if [ $acpid_restarts -lt 5 ] && ! kill -0 "$acpid_pid" 2>/dev/null; then
         acpid_restarts=$((acpid_restarts + 1))
