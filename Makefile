@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(ROOT)/tests/ansible.cfg
 export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup host venv collection demo demo-clean test unit integration sanity lint molecule clean
+.PHONY: setup host venv collection demo demo-clean test unit integration sanity lint molecule fresh-check clean
 
 setup: host venv collection
 
@@ -22,10 +22,10 @@ host:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt | host
+$(VENV)/.installed: requirements.txt requirements-dev.txt | host
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
 collection:
@@ -38,13 +38,14 @@ demo: setup
 demo-clean: setup
 	$(BIN)/ansible-playbook -i localhost, -c local playbooks/demo.yml -e demo_state=absent
 
-test: setup unit integration sanity lint molecule
+test: setup unit integration sanity lint molecule docs-lint changelog-lint release
 
 unit: setup
 	$(BIN)/pytest -q tests/unit  # serial: one test restarts libvirtd, which a parallel worker would feel
 
+# TARGETS="domain network" runs only those targets.
 integration: setup
-	./tests/integration/run.sh
+	./tests/integration/run.sh $(TARGETS)
 
 sanity: setup
 	./tests/sanity/run.sh
@@ -61,6 +62,33 @@ molecule: setup
 	  rm -rf $(ROOT)/.build/molecule/$$s && \
 	  MOLECULE_EPHEMERAL_DIRECTORY=$(ROOT)/.build/molecule/$$s $(BIN)/molecule test -s $$s || exit 1; \
 	done
+
+# The README's commands on Debian 12 roots made from nothing (debootstrap), in namespaces of
+# their own: without a service manager and with systemd. See scripts/fresh-check.sh.
+fresh-check:
+	./scripts/fresh-check.sh $(VARIANTS)
+
+# The docs site: every module, role and guide, as docs.ansible.com lays them out (offline).
+.PHONY: docs docs-lint changelog-lint release ee-image
+docs: setup
+	./docs/build.sh $(ROOT)/.build/docs
+
+docs-lint: setup
+	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
+
+changelog-lint: setup
+	$(BIN)/antsibull-changelog lint
+
+# The release as users get it (tests/release): the tarball's contents, the tarball installed and
+# used, what ansible-builder gathers for an execution environment, and the docs site in Chromium
+# (screenshot: .build/screenshots/domain_module.png).
+release: setup docs
+	$(BIN)/pytest -q -p no:cacheprovider tests/release
+
+# An execution environment image with podman (not part of make test: it installs packages in
+# the image from Debian and PyPI, minutes): tests/release/ee-image.sh.
+ee-image: setup
+	./tests/release/ee-image.sh
 
 clean:
 	rm -rf .build tests/output

@@ -19,9 +19,10 @@ PACKAGES=(
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-daemon-config-nwfilter libvirt-clients
   qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools ebtables iptables dnsmasq-base genisoimage
   # building libvirt-python into .venv
-  libvirt-dev pkg-config gcc python3-dev python3-venv
+  libvirt-dev pkg-config gcc python3-dev python3-venv ca-certificates
   # the tests: the bootable test guest, its client namespace, process tools
   busybox-static iproute2 curl cpio xz-utils git rsync procps
+  chromium  # the release checks render the docs site in headless Chromium
 )
 URI=qemu:///system
 

@@ -25,7 +25,8 @@ too, the same for every module.
 community.libvirt comes from the ``ansible`` package on PyPI, installed into
 benchmarks/.venv-peer (created on first run); the playbook itself runs with the
 project's ansible-core and all modules run with the project's Python, so only
-the modules differ. Raw results go to benchmarks/results/ (gitignored).
+the modules differ. Raw results go to benchmarks/results/ (gitignored): summary.json,
+table.md and host_facts.png (time and RPC calls against domains, benchmarks/plots.py).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchlib import COLLECTIONS, RESULTS, ROOT, VENV_BIN, ensure_collection, log  # noqa: E402
+from plots import plot_host_facts  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER_VENV = os.path.join(ROOT, "benchmarks", ".venv-peer")
 PEER_ANSIBLE = "ansible==12.3.0"  # ships community.libvirt 2.0.0; needs Python >= 3.11
@@ -317,6 +319,7 @@ def main() -> int:
     md = table(rows)
     with open(os.path.join(outdir, "table.md"), "w") as f:
         f.write(md + "\n")
+    plot_host_facts(summary, os.path.join(outdir, "host_facts.png"))
     print()
     print("host_facts benchmark, %s, median of %d interleaved rounds, peer %s" % (URI, opts.rounds, summary["peer"]))
     print(md)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 from typing import Any, Callable
@@ -527,6 +528,7 @@ class _Converger:
         """Before a (re)definition: the networks and nwfilters it names exist, and, when the domain is to
         run on this machine, the files it boots from - so a start cannot fail half-way after the define."""
         spec = self.desired.spec if self.desired is not None else None
+        self._check_host_support(element, "spec" if spec is not None else "xml")
         if spec is None:
             return
         vif = vif_mod.LibvirtVIFDriver(self.host)
@@ -560,6 +562,30 @@ class _Converger:
                              None)
                 where = "spec.disks[%d].source" % index if index is not None else "spec.disks"
                 raise InvalidSpec(where, "%s does not exist, so the domain could not start" % path)
+
+    def _check_host_support(self, element: Any, where: str) -> None:
+        """The hypervisor has what the definition needs of it that a package brings, so a missing one is
+        an error naming the key before the define, not a libvirt error when the domain starts. UEFI
+        firmware is read from libvirt's domain capabilities (also over a remote URI); swtpm, which
+        libvirt 9.0 looks for only when a domain starts, is looked for on a local URI when the domain
+        is to run."""
+        wants_tpm = element.find("devices/tpm/backend[@type='emulator']") is not None
+        wants_efi = element.find("os[@firmware='efi']") is not None
+        if not (wants_tpm or wants_efi) or self.host.uri.startswith("test:"):
+            return
+        if wants_efi:
+            os_type = element.find("os/type")
+            caps = self.host.get_domain_capabilities(element.get("type"),
+                                                     os_type.get("arch") if os_type is not None else None)
+            if not caps.xpath("os[@supported='yes']/enum[@name='firmware']/value[text()='efi']"):
+                raise InvalidSpec(where + ".os.firmware", "this hypervisor has no UEFI firmware for efi (install ovmf "
+                                  "there, as the hypervisor role does)")
+        if wants_tpm and self.req.state in ("running", "paused") and self.host.is_local():
+            missing = [tool for tool in ("swtpm", "swtpm_setup") if shutil.which(tool) is None]
+            if missing:
+                raise InvalidSpec(where + ".tpm", "an emulated TPM needs swtpm, and %s is not installed here, so the "
+                                  "domain could not start (install swtpm and swtpm-tools, as the hypervisor role does)"
+                                  % " and ".join(missing))
 
     def _autostart(self) -> None:
         want = self.req.autostart

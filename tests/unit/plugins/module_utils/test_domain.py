@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid as uuidlib
 
 import pytest
@@ -439,3 +440,66 @@ def test_secure_boot_without_features_keeps_the_features_and_settles():
     assert conv._differences(xmlutil.to_string(current)) == []
     merged = guest_mod.merge_definition(current, desired.element, desired.given)
     assert {f.tag for f in merged.find("features")} == {"acpi", "apic", "smm"}
+
+
+class _HostLacking(Host):
+    """The real daemon, seen as a hypervisor without some package: its domain capabilities with
+    the values that package brings taken out (no swtpm: no TPM versions; no OVMF: no efi, no loader)."""
+
+    def __init__(self, uri: str, lacking: list[str]) -> None:
+        super().__init__(uri)
+        self.lacking = lacking
+
+    def get_domain_capabilities(self, *args, **kwargs):
+        caps = copy.deepcopy(super().get_domain_capabilities(*args, **kwargs))
+        for xpath in self.lacking:
+            for el in caps.xpath(xpath):
+                el.getparent().remove(el)
+        return caps
+
+
+def _real_host_or_skip() -> None:
+    try:
+        Host("qemu:///system").get_capabilities()
+    except Exception:  # noqa: BLE001 - any failure means "not reachable here"
+        pytest.skip("qemu:///system is not reachable")
+
+
+def test_uefi_the_hypervisor_lacks_is_an_error_before_the_define():
+    _real_host_or_skip()
+    n = "hvl-unit-lack-%s" % uuidlib.uuid4().hex[:8]
+    spec = {"type": "qemu", "memory": 64, "os": {"firmware": "efi"}, "features": ["acpi", "apic"]}
+    lacking = ["os/enum[@name='firmware']/value[text()='efi']", "os/loader/value"]
+    with _HostLacking("qemu:///system", lacking) as lacking_host:
+        with pytest.raises(InvalidSpec) as err:
+            converge(lacking_host, DomainRequest(name=n, spec=dict(spec), state="present"))
+        assert err.value.path == "spec.os.firmware"
+        assert "install ovmf" in str(err.value)
+        with pytest.raises(NotFound):
+            lacking_host.get_guest(name=n)
+    # where the firmware is there (set-up installs ovmf), the same spec is defined
+    with Host("qemu:///system") as real:
+        try:
+            assert converge(real, DomainRequest(name=n, spec=dict(spec), state="present"))["changed"]
+        finally:
+            converge(real, DomainRequest(name=n, state="absent"))
+
+
+def test_a_tpm_without_swtpm_is_an_error_before_the_define(tmp_path, monkeypatch):
+    _real_host_or_skip()
+    n = "hvl-unit-lack-%s" % uuidlib.uuid4().hex[:8]
+    spec = {"type": "qemu", "memory": 64, "tpm": {"type": "emulator", "model": "tpm-crb", "version": "2.0"}}
+    with Host("qemu:///system") as real:
+        with monkeypatch.context() as m:
+            m.setenv("PATH", str(tmp_path))  # a machine without swtpm's programs
+            with pytest.raises(InvalidSpec) as err:
+                converge(real, DomainRequest(name=n, spec=dict(spec), state="running"))
+            assert err.value.path == "spec.tpm"
+            assert "swtpm" in str(err.value)
+            with pytest.raises(NotFound):
+                real.get_guest(name=n)
+            # only defining it is allowed: swtpm is needed when the domain starts
+            try:
+                assert converge(real, DomainRequest(name=n, spec=dict(spec), state="present"))["changed"]
+            finally:
+                converge(real, DomainRequest(name=n, state="absent"))
