@@ -14,7 +14,7 @@ import re
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import check_text
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import check_text, parse as parse_xml
 
 __all__ = ["validate_spec", "validate_interface", "parse_size", "format_cpuset", "disk_index", "disk_name",
            "TARGET_PREFIX", "METADATA_NS", "UNIT_BYTES", "order_disks", "derive_disk_targets"]
@@ -621,6 +621,18 @@ class _Raw(_Field):
         return value
 
 
+class _Preserved(_Field):
+    """The ``preserved`` key: what the spec does not model, as the XML ``parse_domain_xml`` kept it."""
+
+    def norm(self, value: Any, path: str) -> Any:
+        if not isinstance(value, str):
+            raise InvalidSpec(path, "expected the XML text parse_domain_xml returned, got %s" % _typename(value))
+        root = parse_xml(value, path)
+        if root.tag != "domain":
+            raise InvalidSpec(path, "the root element must be <domain>, not <%s>" % root.tag)
+        return value
+
+
 _DISK = Dict({
     "type": Enum("file", "block", "network"),
     "device": Enum("disk", "cdrom", "lun", "floppy"),
@@ -746,6 +758,7 @@ SPEC = Dict({
     "on_poweroff": Enum(*_LIFECYCLE),
     "on_reboot": Enum(*_LIFECYCLE),
     "on_crash": Enum(*(_LIFECYCLE + ("coredump-destroy", "coredump-restart"))),
+    "preserved": _Preserved(),
 }, required=("name", "memory"))
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from lxml import etree
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.firewall import filter_config, parse_filter, canonical_filter
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import guest_config, parse_domain_xml
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
@@ -123,6 +123,9 @@ def _domain(root: Any, out: Outcome) -> None:
     except Exception as exc:  # pylint: disable=broad-except
         out.fail("round_trip_differs", "the rebuilt spec is refused: %s" % exc)
         again_norm = again
+    if "preserved" in again_norm and "preserved" in norm \
+            and model.canonical(again_norm["preserved"]) == model.canonical(norm["preserved"]):
+        again_norm["preserved"] = norm["preserved"]  # the same content, siblings in another order
     if again_norm != norm:
         keys = sorted(k for k in set(norm) | set(again_norm) if norm.get(k) != again_norm.get(k))
         out.fail("round_trip_differs", ", ".join(keys))
