@@ -142,6 +142,7 @@ def _residual(orig: Any, built: Any | None) -> Any | None:
         if counterpart is not None:
             # an anchor; an empty one only marks the place for an element that follows it
             sub = sub if sub is not None else etree.Element(child.tag, {ANCHOR: "1"})
+        if sub is not None:
             sub.set(_ID if len(key) == 2 else _POS, str(key[-1]))
         subs.append(sub)
     if any(s is not None and ANCHOR not in s.attrib for s in subs):
@@ -214,6 +215,13 @@ def overlay(built: Any, res: Any) -> Any:
             if target is not None:
                 overlay(target, child)
                 previous = target
+            continue
+        target = _counterpart(built, child)
+        if target is not None:
+            # the builder now writes this element itself (an emulator or loader from the host's
+            # capabilities): what it writes wins, the rest is added
+            overlay(target, child)
+            previous = target
             continue
         whole = _strip(copy.deepcopy(child))
         if previous is not None:

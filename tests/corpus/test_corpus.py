@@ -160,97 +160,62 @@ def _domain_changed(host: Host, check_mode: bool, **kw: Any) -> bool:
     return bool(converge(host, DomainRequest(state="present", **kw), check_mode=check_mode)["changed"])
 
 
-def test_daemon_domains(base: str, host: Host) -> None:
-    """A sample of the domain corpus defined on the real daemon converges with no false change."""
-    found = [(n, r) for n, r in corpus.files(base, "domain") if not corpus.check("domain", n, r).failed.keys()
-             & {"parse_raises", "spec_refused"}]
+def _network_changed(host: Host, check_mode: bool, **kw: Any) -> bool:
+    return bool(NetworkManager(host, check_mode=check_mode).ensure(state="present", **kw)["changed"])
+
+
+def _filter_changed(host: Host, check_mode: bool, xml: str | None = None, spec: dict[str, Any] | None = None) -> bool:
+    fw = NWFilterFirewall(host)
+    if xml is not None:
+        return fw.define_filter(None, xml=xml, check_mode=check_mode)[0]
+    return fw.define_filter(spec["name"], spec["rules"], spec["filterrefs"], spec["chain"], spec["priority"],
+                            check_mode=check_mode)[0]
+
+
+def _network_renamed(root: Any, name: str, i: int) -> Any:
+    el = _renamed(root, "name", name)
+    for br in el.findall("bridge"):
+        if br.get("name") and el.find("forward[@mode='bridge']") is None:
+            br.set("name", "hvlc%d" % i)  # a bridge of this test's own, not one of the host's
+    return el
+
+
+# kind -> (prefix of the names, renamed copy of a file, spec of the renamed XML, converge, clean up)
+DAEMON = {
+    "domain": ("", lambda root, name, i: _renamed(root, "name", name), parse_domain_xml,
+               _domain_changed, _cleanup_domains),
+    "network": ("n", _network_renamed, lambda xml: parse_network(xml)["spec"], _network_changed, _cleanup_networks),
+    "nwfilter": ("f", lambda root, name, i: _renamed(root, "@name", name), lambda xml: parse_filter(etree.fromstring(xml)),
+                 _filter_changed, _cleanup_filters),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAEMON))
+def test_daemon(base: str, host: Host, kind: str) -> None:
+    """A sample of the corpus defined on the real daemon (networks not started) converges by xml and by spec,
+    and again in check mode, with no change after the first run."""
+    prefix, rename, spec_of, changed, cleanup = DAEMON[kind]
+    found = [(n, r) for n, r in corpus.files(base, kind)
+             if not corpus.check(kind, n, r).failed.keys() & {"parse_raises", "spec_refused"}]
     tally: dict[str, int] = dict.fromkeys(("defined", "xml_refused", "spec_refused", "xml_second_run_changed",
                                            "xml_check_mode_changed", "spec_second_run_changed",
                                            "spec_check_mode_changed"), 0)
     notes: list[str] = []
     try:
         for i, (fname, root) in enumerate(_sample(found)):
-            if tally["defined"] >= SAMPLE["domain"]:
+            if tally["defined"] >= SAMPLE[kind]:
                 break
-            name = "%s%03d" % (PREFIX, i)
-            xml = xmlutil.to_string(_renamed(root, "name", name))
-            if not _converge_twice(functools.partial(_domain_changed, host, xml=xml), tally, "xml", fname, notes):
+            xml = xmlutil.to_string(rename(root, "%s%s%03d" % (PREFIX, prefix, i), i))
+            if not _converge_twice(functools.partial(changed, host, xml=xml), tally, "xml", fname, notes):
                 continue
             tally["defined"] += 1
-            spec = parse_domain_xml(xml)
-            _converge_twice(functools.partial(_domain_changed, host, spec=spec), tally, "spec", fname, notes)
+            _converge_twice(functools.partial(changed, host, spec=spec_of(xml)), tally, "spec", fname, notes)
     finally:
-        _cleanup_domains(host)
-    _RESULTS["daemon"]["domain"] = tally
+        cleanup(host)
+    _RESULTS["daemon"][kind] = tally
     _write_report()
     print("\n".join(notes))
-    assert tally["defined"] >= SAMPLE["domain"], "only %d domains defined: %s" % (tally["defined"], notes[:10])
-    over = _over("daemon", "domain", tally)
-    assert not over, "domain sample: %s; %s" % ("; ".join(over), notes[:10])
-
-
-def _network_changed(host: Host, check_mode: bool, **kw: Any) -> bool:
-    return bool(NetworkManager(host, check_mode=check_mode).ensure(state="present", **kw)["changed"])
-
-
-def test_daemon_networks(base: str, host: Host) -> None:
-    """A sample of the network corpus defined (not started) converges with no false change."""
-    tally: dict[str, int] = dict.fromkeys(("defined", "xml_refused", "spec_refused", "xml_second_run_changed",
-                                           "xml_check_mode_changed", "spec_second_run_changed",
-                                           "spec_check_mode_changed"), 0)
-    notes: list[str] = []
-    try:
-        for i, (fname, root) in enumerate(_sample(corpus.files(base, "network"))):
-            if tally["defined"] >= SAMPLE["network"]:
-                break
-            name = "%sn%03d" % (PREFIX, i)
-            el = _renamed(root, "name", name)
-            for br in el.findall("bridge"):
-                if br.get("name") and el.find("forward[@mode='bridge']") is None:
-                    br.set("name", "hvlc%d" % i)  # a bridge of this test's own, not one of the host's
-            xml = xmlutil.to_string(el)
-            if not _converge_twice(functools.partial(_network_changed, host, xml=xml), tally, "xml", fname, notes):
-                continue
-            tally["defined"] += 1
-            spec = parse_network(xml)["spec"]
-            _converge_twice(functools.partial(_network_changed, host, spec=spec), tally, "spec", fname, notes)
-    finally:
-        _cleanup_networks(host)
-    _RESULTS["daemon"]["network"] = tally
-    _write_report()
-    print("\n".join(notes))
-    over = _over("daemon", "network", tally)
-    assert not over, "network sample: %s; %s" % ("; ".join(over), notes[:10])
-
-
-def test_daemon_nwfilters(base: str, host: Host) -> None:
-    """A sample of the nwfilter corpus defined converges with no false change."""
-    tally: dict[str, int] = dict.fromkeys(("defined", "xml_refused", "spec_refused", "xml_second_run_changed",
-                                           "xml_check_mode_changed", "spec_second_run_changed",
-                                           "spec_check_mode_changed"), 0)
-    notes: list[str] = []
-    fw = NWFilterFirewall(host)
-
-    def define(check_mode: bool, xml: str | None = None, spec: dict[str, Any] | None = None) -> bool:
-        if xml is not None:
-            return fw.define_filter(None, xml=xml, check_mode=check_mode)[0]
-        return fw.define_filter(spec["name"], spec["rules"], spec["filterrefs"], spec["chain"], spec["priority"],
-                                check_mode=check_mode)[0]
-
-    try:
-        for i, (fname, root) in enumerate(_sample(corpus.files(base, "nwfilter"))):
-            if tally["defined"] >= SAMPLE["nwfilter"]:
-                break
-            xml = xmlutil.to_string(_renamed(root, "@name", "%sf%03d" % (PREFIX, i)))
-            if not _converge_twice(functools.partial(define, xml=xml), tally, "xml", fname, notes):
-                continue
-            tally["defined"] += 1
-            spec = parse_filter(etree.fromstring(xml))
-            _converge_twice(functools.partial(define, spec=spec), tally, "spec", fname, notes)
-    finally:
-        _cleanup_filters(host)
-    _RESULTS["daemon"]["nwfilter"] = tally
-    _write_report()
-    print("\n".join(notes))
-    over = _over("daemon", "nwfilter", tally)
-    assert not over, "nwfilter sample: %s; %s" % ("; ".join(over), notes[:10])
+    if kind == "domain":
+        assert tally["defined"] >= SAMPLE[kind], "only %d domains defined: %s" % (tally["defined"], notes[:10])
+    over = _over("daemon", kind, tally)
+    assert not over, "%s sample: %s; %s" % (kind, "; ".join(over), notes[:10])

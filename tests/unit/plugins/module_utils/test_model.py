@@ -50,7 +50,7 @@ def test_what_the_spec_does_not_model_comes_back():
                   "<controller type='usb' index='0' model='piix3-uhci'/><panic model='isa'/>"
                   "<video><model type='vga'/></video><video><model type='virtio'/></video>")
     spec = parse_domain_xml(xml)
-    assert "<panic model=\"isa\"/>" in spec["preserved"]
+    assert xmlutil.parse(spec["preserved"]).find("devices/panic").get("model") == "isa"
     rebuilt = xmlutil.parse(guest_xml(validate_spec(spec)))
     assert _paths(xmlutil.parse(xml)) <= _paths(rebuilt)
     assert rebuilt.find("vcpu").get("placement") == "static"
@@ -58,6 +58,18 @@ def test_what_the_spec_does_not_model_comes_back():
     assert len(rebuilt.findall("devices/video")) == 2
     # and the rebuilt domain holds what the original said, by the xml: comparison
     assert xml_differences(xml, rebuilt) == []
+
+
+def test_an_element_the_builder_writes_itself_is_not_doubled():
+    """The emulator a host build writes and the one preserved from the XML end up as one element."""
+    xml = BASE % "<emulator>/usr/bin/qemu-system-x86_64</emulator><panic model='isa'/>"
+    spec = parse_domain_xml(xml)
+    built = xmlutil.parse(guest_xml(validate_spec(spec)))
+    dom = xmlutil.parse(guest_xml({k: v for k, v in spec.items() if k != "preserved"}))
+    etree.SubElement(dom.find("devices"), "emulator").text = "/usr/bin/kvm"
+    model.overlay(dom, model.from_text(spec["preserved"]))
+    assert [e.text for e in dom.findall("devices/emulator")] == ["/usr/bin/kvm"]
+    assert len(built.findall("devices/emulator")) == 1 and dom.find("devices/panic") is not None
 
 
 def test_preserved_is_dropped_with_the_device_it_belongs_to():
