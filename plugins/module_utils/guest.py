@@ -780,6 +780,7 @@ def guest_config(spec: dict, host: Any = None) -> Any:
         devices.append(rng_config(spec["rng"]))
     if spec.get("preserved"):
         _model.overlay(dom, _model.from_text(spec["preserved"]))
+        etree.cleanup_namespaces(dom)  # the residual's own namespace does not reach the domain
     return dom
 
 
@@ -1295,6 +1296,7 @@ def parse_domain_xml(xml: Any) -> dict:
             spec[key] = dom.findtext(key)
     devs = dom.find("devices")
     if devs is None:
+        _put(spec, "preserved", _preserved(dom, spec))
         return spec
     _put(spec, "disks", [d for d in (_parse_disk(e) for e in devs.findall("disk")) if d is not None])
     _put(spec, "interfaces", [i for i in (_parse_interface(e) for e in devs.findall("interface")) if i is not None])
