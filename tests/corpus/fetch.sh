@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Fetch libvirt's own test data (Debian's source package for the installed libvirt) into
 # .build/corpus/libvirt-<version>/ and print that directory. Cached: a second call only prints.
 # The apt state used is private (sources list, lists, cache, etc. under .build/corpus/apt), so the

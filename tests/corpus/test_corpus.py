@@ -116,7 +116,7 @@ def _cleanup_networks(host: Host) -> None:
 
 def _cleanup_filters(host: Host) -> None:
     conn = host.get_connection()
-    for _ in range(5):  # filters may reference each other: undefine the unreferenced first
+    for _round in range(5):  # filters may reference each other: undefine the unreferenced first
         left = [f for f in conn.listAllNWFilters() if f.name().startswith(PREFIX)]
         for f in left:
             try:
@@ -197,9 +197,9 @@ def test_daemon(base: str, host: Host, kind: str) -> None:
     prefix, rename, spec_of, changed, cleanup = DAEMON[kind]
     found = [(n, r) for n, r in corpus.files(base, kind)
              if not corpus.check(kind, n, r).failed.keys() & {"parse_raises", "spec_refused"}]
-    tally: dict[str, int] = dict.fromkeys(("defined", "xml_refused", "spec_refused", "xml_second_run_changed",
-                                           "xml_check_mode_changed", "spec_second_run_changed",
-                                           "spec_check_mode_changed"), 0)
+    tally: dict[str, int] = {k: 0 for k in ("defined", "xml_refused", "spec_refused", "xml_second_run_changed",
+                                            "xml_check_mode_changed", "spec_second_run_changed",
+                                            "spec_check_mode_changed")}
     notes: list[str] = []
     try:
         for i, (fname, root) in enumerate(_sample(found)):
