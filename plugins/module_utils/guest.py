@@ -958,9 +958,10 @@ def _parse_cpu(el: Any) -> dict:
         cpu["topology"] = {k: int(topo.get(k, 1)) for k in ("sockets", "dies", "cores", "threads")}
     _put(cpu, "features", {f.get("name"): f.get("policy", "require") for f in el.findall("feature")})
     cells = []
-    for cell in el.findall("numa/cell"):
+    for index, cell in enumerate(el.findall("numa/cell")):
         c = {"cpus": cell.get("cpus"), "memory": _mib(cell, "memory")}
-        _put(c, "id", _model.c_int(cell.get("id")))
+        # a cell without id is numbered by its place, as libvirt numbers it
+        c["id"] = _model.c_int(cell.get("id")) if cell.get("id") is not None else index
         _put(c, "mem_access", cell.get("memAccess"))
         cells.append(c)
     _put(cpu, "numa", cells)
@@ -1313,6 +1314,8 @@ def parse_domain_xml(xml: Any) -> dict:
     _put(spec, "consoles", [_parse_chardev(e, "console") for e in devs.findall("console")])
     _put(spec, "channels", [_parse_chardev(e, "channel") for e in devs.findall("channel")])
     rng = devs.find("rng")
+    if rng is not None and rng.find("backend") is not None and rng.find("backend").get("model", "random") != "random":
+        rng = None  # an egd or builtin backend: not modelled, preserved as it is
     if rng is not None:
         backend = rng.find("backend")
         spec["rng"] = {"model": rng.get("model"),

@@ -105,7 +105,7 @@ def test_writable_floppy_stays_writable():
 
 def test_numa_cell_without_id_parses():
     xml = BASE.replace("<os>", "<cpu><numa><cell cpus='0-1' memory='262144' unit='KiB'/></numa></cpu><os>") % ""
-    assert parse_domain_xml(xml)["cpu"]["numa"] == [{"cpus": "0-1", "memory": 256}]
+    assert parse_domain_xml(xml)["cpu"]["numa"] == [{"id": 0, "cpus": "0-1", "memory": 256}]
 
 
 def test_xml_comparison_reads_numbers_and_ignores_the_domain_id():
