@@ -1166,6 +1166,8 @@ def _parse_hostdev(el: Any) -> dict | None:
 
 def _parse_graphics(el: Any) -> dict:
     g: dict[str, Any] = {"type": el.get("type")}
+    if g["type"] not in ("vnc", "spice"):
+        return g  # sdl, egl-headless, dbus: their attributes are preserved as they are
     listen = el.find("listen")
     address = listen.get("address") if listen is not None else None
     _put(g, "listen", address or el.get("listen"))

@@ -454,6 +454,11 @@ def _pre_one_or_list(value: Any, path: str) -> Any:
 
 
 def _post_graphics(g: dict, path: str) -> dict:
+    if g["type"] not in ("vnc", "spice"):
+        for key in ("listen", "port", "autoport", "password", "keymap"):
+            if key in g:
+                raise InvalidSpec("%s.%s" % (path, key), "only applies to vnc and spice graphics, not %s" % g["type"])
+        return g
     if g["type"] == "vnc" and len(g.get("password", "")) > 8:
         raise InvalidSpec("%s.password" % path, "a VNC password has at most 8 characters")
     if "port" in g:
@@ -738,7 +743,7 @@ SPEC = Dict({
     "interfaces": List(_INTERFACE),
     "hostdevs": List(Dict({"pci": _Pci(), "managed": Bool(), "rom_bar": Bool()}, required=("pci",),
                           pre=_pre_hostdev, post=_post_hostdev)),
-    "graphics": List(Dict({"type": Enum("vnc", "spice"), "listen": Str(), "port": Int(-1, 65535),
+    "graphics": List(Dict({"type": Enum("vnc", "spice", "sdl", "egl-headless", "dbus"), "listen": Str(), "port": Int(-1, 65535),
                            "autoport": Bool(), "password": Str(), "keymap": Str()},
                           required=("type",), post=_post_graphics), pre=_pre_one_or_list),
     "video": Dict({"model": Enum("vga", "cirrus", "qxl", "virtio", "bochs", "ramfb", "none", "vmvga"),

@@ -117,3 +117,13 @@ def test_xml_comparison_reads_numbers_and_ignores_the_domain_id():
                    "<address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/></disk>")
     assert xml_differences(want, have) == []
     assert [d["path"] for d in xml_differences(want.replace("slot='4'", "slot='5'"), have)] == ["devices/disk/address@slot"]
+
+
+def test_graphics_other_than_vnc_and_spice_are_taken_and_kept():
+    xml = BASE % "<graphics type='sdl' display=':0.1' xauth='/root/.Xauthority'/><graphics type='egl-headless'/>"
+    spec = validate_spec(parse_domain_xml(xml))
+    assert [g["type"] for g in spec["graphics"]] == ["sdl", "egl-headless"]
+    rebuilt = xmlutil.parse(guest_xml(spec))
+    assert rebuilt.find("devices/graphics").attrib == {"type": "sdl", "display": ":0.1", "xauth": "/root/.Xauthority"}
+    with pytest.raises(InvalidSpec, match=r"^graphics\[0\]\.port: only applies to vnc and spice"):
+        validate_spec({"name": "m", "memory": 128, "graphics": {"type": "sdl", "port": 5900}})
