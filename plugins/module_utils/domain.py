@@ -286,6 +286,7 @@ class _Desired:
         self.element = element
         self.spec = spec
         self.given = given  # the spec keys the user named: a redefinition replaces only these
+        self.merge_base = element  # what a redefinition merges into libvirt's definition
 
     @property
     def uuid(self) -> str | None:
@@ -315,7 +316,12 @@ def _desired(host: Any, req: DomainRequest) -> _Desired | None:
         given = set(req.spec) | {"name"}
         if spec.get("cpu", {}).get("topology"):
             given.add("vcpus")  # derived from the topology when not given
-        return _Desired(spec["name"], element, spec, frozenset(given))
+        desired = _Desired(spec["name"], element, spec, frozenset(given))
+        if spec.get("preserved"):
+            # a redefinition keeps what libvirt holds beyond the modelled keys (its addresses, its
+            # controllers): merge the spec's own elements, without the preserved ones
+            desired.merge_base = guest_mod.guest_config({k: v for k, v in spec.items() if k != "preserved"}, host)
+        return desired
     if req.xml is not None:
         element = xmlutil.parse(req.xml, "xml")
         if element.tag != "domain":
@@ -503,7 +509,8 @@ class _Converger:
             current = xmlutil.parse(before_xml)
             if self.desired.spec is not None:
                 # keys the spec leaves out keep what libvirt holds; raw XML is the whole definition
-                element = guest_mod.merge_definition(current, element, self.desired.given)
+                element = guest_mod.merge_definition(current, etree.fromstring(etree.tostring(self.desired.merge_base)),
+                                                     self.desired.given)
             _carry_identity(element, current)
         else:
             differences = [_diff("", None, "defined")]
