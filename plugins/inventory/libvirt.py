@@ -128,6 +128,7 @@ def read_uri(uri: str, read_only: bool, address_source: str) -> list[dict[str, A
     from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_info import describe
     from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
     with Host(uri, read_only=read_only) as host:
+        host.initialize()  # the close callback watches the connection: no test round trip before each call
         domains = describe(host, address_source=address_source, details=False)
     for d in domains:
         d["uri"] = uri

@@ -347,7 +347,7 @@ def wait_for_address(host: Any, guest: Any, source: str = "lease", family: str |
             try:
                 by_mac = host.interface_addresses(guest, src)
             except (OperationFailed, NotFound) as exc:
-                seen["errors"][src] = str(exc).split(" failed: ")[-1]
+                seen["errors"][src] = str(exc).rsplit(" failed: ", maxsplit=1)[-1]
                 continue
             seen["errors"].pop(src, None)
             for mac, addrs in by_mac.items():

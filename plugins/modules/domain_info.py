@@ -134,8 +134,8 @@ domains:
   contains:
     name: {description: The domain's name., type: str}
     uuid: {description: Its UUID., type: str}
-    id: {description: Its id while it runs, else V(null)., type: int}
-    state: {description: V(running), V(paused), V(shutoff), ... as libvirt names them., type: str}
+    id: {description: 'Its id while it runs, else V(null).', type: int}
+    state: {description: 'V(running), V(paused), V(shutoff), ... as libvirt names them.', type: str}
     state_reason: {description: 'Why it is in that state: V(booted), V(from_snapshot), V(shutdown), V(destroyed), ...', type: str}
     persistent: {description: It has a persistent definition., type: bool}
     autostart: {description: libvirtd starts it., type: bool}
@@ -192,10 +192,11 @@ def main() -> None:
     def action() -> dict:
         result: dict = {"changed": False}
         with Host(p["uri"]) as host:
+            # events (the agent wait) and the close callback, which spares a test round trip before each call
+            host.initialize()
             if p["wait_for"]:
                 if not p["name"] or len(p["name"]) != 1:
                     raise InvalidSpec("name", "wait_for waits for one domain: name exactly one")
-                host.initialize()  # agent lifecycle events
                 result["wait"] = wait(host, host.get_guest(name=p["name"][0]), p["wait_for"], p["timeout"],
                                       source=p["address_source"], family=p["family"], network=p["network"],
                                       regex=p["regex"])

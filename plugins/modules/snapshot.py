@@ -95,7 +95,7 @@ attributes:
     description: The snapshot's XML before and after (empty when it does not exist).
   idempotent:
     support: partial
-    details: O(state=present) and O(state=absent) are idempotent; O(state=reverted) reverts every time.
+    description: O(state=present) and O(state=absent) are idempotent; O(state=reverted) reverts every time.
 notes:
   - M(hypervisor.libvirt.domain) with O(hypervisor.libvirt.domain#module:state=absent) refuses to remove a domain
     that has snapshots unless O(hypervisor.libvirt.domain#module:remove_snapshots_metadata=true).

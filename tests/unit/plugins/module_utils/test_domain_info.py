@@ -78,7 +78,7 @@ def test_describe_all_reports_state_spec_interfaces_and_lease_addresses(host):
 
 @pytest.mark.parametrize("source", ["lease", "agent", "arp", "any"])
 def test_every_address_source_is_tagged_with_where_it_came_from(host, source):
-    [test] = [d for d in domain_info.describe(host, ["test"], source)]
+    [test] = domain_info.describe(host, ["test"], source)
     assert [a["source"] for a in test["addresses"]] == ["lease" if source == "any" else source]
 
 
