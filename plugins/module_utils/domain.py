@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import vif as vif_mod
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
@@ -134,9 +134,8 @@ def _attr_equal(tag: str, key: str, want: str, have: str | None, aliases: dict[s
         return True
     if key == "machine" and aliases.get(want) == have:
         return True
-    if tag == "mac" and key == "address":
-        return want.lower() == have.lower()
-    return False
+    # numbers as libvirt reads them (0x04 is 4, 0644 is octal), MACs in any case
+    return model.value_equal(want, have)
 
 
 def _children(el: Any) -> list[Any]:
@@ -263,7 +262,8 @@ def xml_differences(desired: Any, current: Any, aliases: dict[str, str] | None =
     aliases = aliases or {}
     out: list[dict[str, Any]] = []
     # top level: domain attributes, text children, and the list semantics
-    top_want = etree.Element(desired.tag, dict(desired.attrib))
+    # a running domain's id is state, not definition: libvirt ignores it in a define
+    top_want = etree.Element(desired.tag, {k: v for k, v in desired.attrib.items() if k != "id"})
     top_want.extend([etree.fromstring(etree.tostring(c)) for c in _children(desired) if c.tag != "devices"])
     _compare(top_want, current, "", aliases, LIBVIRT_ADDED_TOP, out)
     want_dev = desired.find("devices")
@@ -286,6 +286,7 @@ class _Desired:
         self.element = element
         self.spec = spec
         self.given = given  # the spec keys the user named: a redefinition replaces only these
+        self.merge_base = element  # what a redefinition merges into libvirt's definition
 
     @property
     def uuid(self) -> str | None:
@@ -315,7 +316,12 @@ def _desired(host: Any, req: DomainRequest) -> _Desired | None:
         given = set(req.spec) | {"name"}
         if spec.get("cpu", {}).get("topology"):
             given.add("vcpus")  # derived from the topology when not given
-        return _Desired(spec["name"], element, spec, frozenset(given))
+        desired = _Desired(spec["name"], element, spec, frozenset(given))
+        if spec.get("preserved"):
+            # a redefinition keeps what libvirt holds beyond the modelled keys (its addresses, its
+            # controllers): merge the spec's own elements, without the preserved ones
+            desired.merge_base = guest_mod.guest_config({k: v for k, v in spec.items() if k != "preserved"}, host)
+        return desired
     if req.xml is not None:
         element = xmlutil.parse(req.xml, "xml")
         if element.tag != "domain":
@@ -503,7 +509,8 @@ class _Converger:
             current = xmlutil.parse(before_xml)
             if self.desired.spec is not None:
                 # keys the spec leaves out keep what libvirt holds; raw XML is the whole definition
-                element = guest_mod.merge_definition(current, element, self.desired.given)
+                element = guest_mod.merge_definition(current, etree.fromstring(etree.tostring(self.desired.merge_base)),
+                                                     self.desired.given)
             _carry_identity(element, current)
         else:
             differences = [_diff("", None, "defined")]

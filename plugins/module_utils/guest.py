@@ -14,9 +14,10 @@ import copy
 import json as _json
 from typing import Any, Callable
 
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import model as _model
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil as _xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import HypervisorError as _HypervisorError
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import HypervisorError as _HypervisorError, InvalidSpec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import (
     METADATA_NS,
     UNIT_BYTES,
@@ -777,6 +778,9 @@ def guest_config(spec: dict, host: Any = None) -> Any:
         devices.append(memballoon_config(spec["memballoon"]))
     if "rng" in spec:
         devices.append(rng_config(spec["rng"]))
+    if spec.get("preserved"):
+        _model.overlay(dom, _model.from_text(spec["preserved"]))
+        etree.cleanup_namespaces(dom)  # the residual's own namespace does not reach the domain
     return dom
 
 
@@ -954,8 +958,10 @@ def _parse_cpu(el: Any) -> dict:
         cpu["topology"] = {k: int(topo.get(k, 1)) for k in ("sockets", "dies", "cores", "threads")}
     _put(cpu, "features", {f.get("name"): f.get("policy", "require") for f in el.findall("feature")})
     cells = []
-    for cell in el.findall("numa/cell"):
-        c = {"id": int(cell.get("id")), "cpus": cell.get("cpus"), "memory": _mib(cell, "memory")}
+    for index, cell in enumerate(el.findall("numa/cell")):
+        c = {"cpus": cell.get("cpus"), "memory": _mib(cell, "memory")}
+        # a cell without id is numbered by its place, as libvirt numbers it
+        c["id"] = _model.c_int(cell.get("id")) if cell.get("id") is not None else index
         _put(c, "mem_access", cell.get("memAccess"))
         cells.append(c)
     _put(cpu, "numa", cells)
@@ -1032,6 +1038,8 @@ def _parse_disk(el: Any) -> dict | None:
     for flag in ("readonly", "shareable"):
         if el.find(flag) is not None:
             disk[flag] = True
+    if disk["device"] == "floppy":
+        disk["readonly"] = el.find("readonly") is not None  # a floppy is writable unless it says so
     if el.find("serial") is not None:
         disk["serial"] = el.findtext("serial") or ""
     boot = el.find("boot")
@@ -1145,7 +1153,10 @@ def _parse_hostdev(el: Any) -> dict | None:
     addr = el.find("source/address")
     if addr is None:
         return None
-    pci = "%04x:%02x:%02x.%x" % tuple(int(addr.get(k, "0"), 16) for k in ("domain", "bus", "slot", "function"))
+    parts = [_model.c_int(addr.get(k, "0")) for k in ("domain", "bus", "slot", "function")]
+    if None in parts:
+        return None
+    pci = "%04x:%02x:%02x.%x" % tuple(parts)
     h: dict[str, Any] = {"pci": pci, "managed": _yes(el.get("managed"))}
     rom = el.find("rom")
     if rom is not None and rom.get("bar"):
@@ -1155,6 +1166,8 @@ def _parse_hostdev(el: Any) -> dict | None:
 
 def _parse_graphics(el: Any) -> dict:
     g: dict[str, Any] = {"type": el.get("type")}
+    if g["type"] not in ("vnc", "spice"):
+        return g  # sdl, egl-headless, dbus: their attributes are preserved as they are
     listen = el.find("listen")
     address = listen.get("address") if listen is not None else None
     _put(g, "listen", address or el.get("listen"))
@@ -1286,6 +1299,7 @@ def parse_domain_xml(xml: Any) -> dict:
             spec[key] = dom.findtext(key)
     devs = dom.find("devices")
     if devs is None:
+        _put(spec, "preserved", _preserved(dom, spec))
         return spec
     _put(spec, "disks", [d for d in (_parse_disk(e) for e in devs.findall("disk")) if d is not None])
     _put(spec, "interfaces", [i for i in (_parse_interface(e) for e in devs.findall("interface")) if i is not None])
@@ -1302,6 +1316,8 @@ def parse_domain_xml(xml: Any) -> dict:
     _put(spec, "consoles", [_parse_chardev(e, "console") for e in devs.findall("console")])
     _put(spec, "channels", [_parse_chardev(e, "channel") for e in devs.findall("channel")])
     rng = devs.find("rng")
+    if rng is not None and rng.find("backend") is not None and rng.find("backend").get("model", "random") != "random":
+        rng = None  # an egd or builtin backend: not modelled, preserved as it is
     if rng is not None:
         backend = rng.find("backend")
         spec["rng"] = {"model": rng.get("model"),
@@ -1329,7 +1345,22 @@ def parse_domain_xml(xml: Any) -> dict:
         if stats is not None:
             b["period"] = int(stats.get("period"))
         spec["memballoon"] = b
+    _put(spec, "preserved", _preserved(dom, spec))
     return spec
+
+
+def _preserved(dom: Any, spec: dict) -> str | None:
+    """What ``dom`` holds that building ``spec`` back does not give (``spec['preserved']``), as XML text."""
+    try:
+        built = guest_config(spec)
+    except InvalidSpec:
+        return None
+    res = _model.residual(dom, built)
+    if res is not None:
+        res.attrib.pop("id", None)  # a running domain's id: state, not definition
+        if len(res) == 0 and set(res.attrib) <= {_model.ANCHOR}:
+            return None
+    return _model.to_text(res)
 
 
 # ---------------------------------------------------------------- comparing
@@ -1353,7 +1384,8 @@ def spec_differences(desired: dict, current: dict) -> list[dict]:
         current = dict(current, consoles=[c for c in current.get("consoles", [])
                                           if c.get("target_type", "serial") != "serial"])
     diffs: list[dict] = []
-    _diff(desired, current, "", diffs)
+    # what the spec does not model is carried over from libvirt's definition on a redefine, not compared
+    _diff({k: v for k, v in desired.items() if k != "preserved"}, current, "", diffs)
     return diffs
 
 

@@ -14,7 +14,7 @@ import re
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import check_text
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import check_text, parse as parse_xml
 
 __all__ = ["validate_spec", "validate_interface", "parse_size", "format_cpuset", "disk_index", "disk_name",
            "TARGET_PREFIX", "METADATA_NS", "UNIT_BYTES", "order_disks", "derive_disk_targets"]
@@ -454,6 +454,11 @@ def _pre_one_or_list(value: Any, path: str) -> Any:
 
 
 def _post_graphics(g: dict, path: str) -> dict:
+    if g["type"] not in ("vnc", "spice"):
+        for key in ("listen", "port", "autoport", "password", "keymap"):
+            if key in g:
+                raise InvalidSpec("%s.%s" % (path, key), "only applies to vnc and spice graphics, not %s" % g["type"])
+        return g
     if g["type"] == "vnc" and len(g.get("password", "")) > 8:
         raise InvalidSpec("%s.password" % path, "a VNC password has at most 8 characters")
     if "port" in g:
@@ -621,6 +626,18 @@ class _Raw(_Field):
         return value
 
 
+class _Preserved(_Field):
+    """The ``preserved`` key: what the spec does not model, as the XML ``parse_domain_xml`` kept it."""
+
+    def norm(self, value: Any, path: str) -> Any:
+        if not isinstance(value, str):
+            raise InvalidSpec(path, "expected the XML text parse_domain_xml returned, got %s" % _typename(value))
+        root = parse_xml(value, path)
+        if root.tag != "domain":
+            raise InvalidSpec(path, "the root element must be <domain>, not <%s>" % root.tag)
+        return value
+
+
 _DISK = Dict({
     "type": Enum("file", "block", "network"),
     "device": Enum("disk", "cdrom", "lun", "floppy"),
@@ -719,14 +736,14 @@ SPEC = Dict({
     }),
     "os": _OS,
     "features": Map(Enum(*FEATURES), Bool(), pre=_pre_features, post=_post_features),
-    "clock": Dict({"offset": Enum("utc", "localtime", "timezone", "variable"), "timezone": Str(),
+    "clock": Dict({"offset": Enum("utc", "localtime", "timezone", "variable", "absolute"), "timezone": Str(),
                    "timers": List(_TIMER)}),
     "sysinfo": _SYSINFO,
     "disks": List(_DISK),
     "interfaces": List(_INTERFACE),
     "hostdevs": List(Dict({"pci": _Pci(), "managed": Bool(), "rom_bar": Bool()}, required=("pci",),
                           pre=_pre_hostdev, post=_post_hostdev)),
-    "graphics": List(Dict({"type": Enum("vnc", "spice"), "listen": Str(), "port": Int(-1, 65535),
+    "graphics": List(Dict({"type": Enum("vnc", "spice", "sdl", "egl-headless", "dbus"), "listen": Str(), "port": Int(-1, 65535),
                            "autoport": Bool(), "password": Str(), "keymap": Str()},
                           required=("type",), post=_post_graphics), pre=_pre_one_or_list),
     "video": Dict({"model": Enum("vga", "cirrus", "qxl", "virtio", "bochs", "ramfb", "none", "vmvga"),
@@ -734,7 +751,7 @@ SPEC = Dict({
     "serials": List(_CHAR),
     "consoles": List(_CONSOLE),
     "channels": List(_CHANNEL),
-    "rng": Dict({"model": Enum("virtio"), "backend": Str()}, post=_post_rng),
+    "rng": Dict({"model": Enum("virtio", "virtio-transitional", "virtio-non-transitional"), "backend": Str()}, post=_post_rng),
     "tpm": Dict({"model": Enum("tpm-tis", "tpm-crb", "tpm-spapr", "spapr-tpm-proxy"),
                  "type": Enum("emulator", "passthrough"), "version": Enum("1.2", "2.0"), "path": Str()},
                 post=_post_tpm),
@@ -746,6 +763,7 @@ SPEC = Dict({
     "on_poweroff": Enum(*_LIFECYCLE),
     "on_reboot": Enum(*_LIFECYCLE),
     "on_crash": Enum(*(_LIFECYCLE + ("coredump-destroy", "coredump-restart"))),
+    "preserved": _Preserved(),
 }, required=("name", "memory"))
 
 

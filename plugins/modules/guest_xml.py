@@ -68,6 +68,11 @@ options:
         pty|file|unix|tcp|..., path, host, port, mode, log, target_port, target_type, name}),
         C(rng) ({model, backend}), C(tpm) ({model, type emulator|passthrough, version, path}),
         C(watchdog) ({model, action}), C(memballoon) ({model, period})."
+      - "C(preserved): what the other keys do not model, as the XML C(parse_domain_xml) returned it (a
+        C(<domain>) holding whole elements such as C(<panic>) or C(<controller>), and, on elements marked
+        C(hvl:anchor), the attributes and children of modelled elements the keys do not cover, such as
+        a disk's C(<address>)). Built back into the XML unchanged, so XML to spec to XML loses nothing.
+        On a redefine it is not compared: what libvirt holds there is kept."
       - "Unknown keys and bad values are errors naming the path, for example
         C(disks[1].bus: 'virtio2' is not one of virtio, scsi, sata, ide, usb, fdc)."
     type: dict

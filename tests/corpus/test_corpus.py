@@ -1,0 +1,221 @@
+"""libvirt's own test corpus (tests/qemuxml2*, networkxml2xml*, nwfilterxml2xml*) against the collection.
+
+Offline: every schema-valid file is parsed, validated, built back and compared
+(``corpus.check``). On the real daemon (qemu:///system): a fixed sample is
+defined (renamed, UUID removed) and converged again by ``xml:`` and by
+``spec:``, and once more in check mode; nothing may change after the first run.
+Each count may not exceed its ceiling in ``known_limits.json`` (the ceilings
+only go down as the model learns more); the table is printed either way.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import os
+from typing import Any
+
+import pytest
+from lxml import etree
+
+import corpus  # pylint: disable=import-error
+
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import libvirt
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import DomainRequest, converge
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import HypervisorError, InvalidSpec
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.firewall import NWFilterFirewall, parse_filter
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import parse_domain_xml
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.network import NetworkManager, parse_network
+
+URI = os.environ.get("HVL_CORPUS_URI", "qemu:///system")
+PREFIX = "hvl-corpus-"
+SAMPLE = {"domain": 60, "network": 20, "nwfilter": 20}
+LIMITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "known_limits.json")
+REPORT = os.path.join(corpus.HERE, "..", "..", ".build", "corpus", "report.md")
+
+_RESULTS: dict[str, Any] = {"offline": {}, "daemon": {}}
+
+
+@pytest.fixture(scope="module")
+def base() -> str:
+    return corpus.fetch()
+
+
+def _limits() -> dict[str, dict[str, int]]:
+    with open(LIMITS_FILE, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _over(section: str, kind: str, got: dict[str, int]) -> list[str]:
+    ceiling = _limits()[section][kind]
+    return ["%s: %d (at most %d)" % (k, v, ceiling.get(k, 0)) for k, v in got.items()
+            if k != "defined" and v > ceiling.get(k, 0)]
+
+
+def _write_report() -> None:
+    text = corpus.table(_RESULTS["offline"], _RESULTS["daemon"])
+    os.makedirs(os.path.dirname(REPORT), exist_ok=True)
+    with open(REPORT, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    print("\n" + text)
+
+
+@pytest.mark.parametrize("kind", sorted(corpus.KINDS))
+def test_offline(base: str, kind: str) -> None:
+    """Parse, validate, build back schema-valid and round-trip every schema-valid file of the corpus."""
+    found = corpus.files(base, kind)
+    assert found, "no %s files in %s" % (kind, base)
+    outcomes = [corpus.check(kind, name, root) for name, root in found]
+    got = corpus.counts(outcomes)
+    _RESULTS["offline"][kind] = (len(found), got)
+    _write_report()
+    over = _over("offline", kind, got)
+    examples = ["%s: %s" % (o.name, o.failed) for o in outcomes if o.failed][:5]
+    assert not over, "%s corpus: %s; e.g. %s" % (kind, "; ".join(over), examples)
+
+
+# ---------------------------------------------------------------------- the real daemon
+def _sample(found: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """All files in a fixed order that spreads over the corpus (by a hash of the name, not alphabetically)."""
+    return sorted(found, key=lambda f: hashlib.sha256(f[0].encode()).hexdigest())
+
+
+def _renamed(root: Any, tag_or_attr: str, name: str) -> Any:
+    root = copy.deepcopy(root)
+    if tag_or_attr == "@name":
+        root.set("name", name)
+    else:
+        root.find(tag_or_attr).text = name
+    for uuid in root.findall("uuid"):
+        root.remove(uuid)
+    return root
+
+
+def _cleanup_domains(host: Host) -> None:
+    flags = (libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+             | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+    conn = host.get_connection()
+    for dom in conn.listAllDomains():
+        if dom.name().startswith(PREFIX):
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(flags)
+
+
+def _cleanup_networks(host: Host) -> None:
+    for net in host.get_connection().listAllNetworks():
+        if net.name().startswith(PREFIX):
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+
+
+def _cleanup_filters(host: Host) -> None:
+    conn = host.get_connection()
+    for _round in range(5):  # filters may reference each other: undefine the unreferenced first
+        left = [f for f in conn.listAllNWFilters() if f.name().startswith(PREFIX)]
+        for f in left:
+            try:
+                f.undefine()
+            except libvirt.libvirtError:
+                pass
+        if not left:
+            return
+
+
+@pytest.fixture(scope="module")
+def host():
+    h = Host(URI)
+    h.initialize()
+    for clean in (_cleanup_domains, _cleanup_networks, _cleanup_filters):
+        clean(h)
+    try:
+        yield h
+    finally:
+        for clean in (_cleanup_domains, _cleanup_networks, _cleanup_filters):
+            clean(h)
+        h.close()
+
+
+def _converge_twice(run: Any, tally: dict[str, int], how: str, name: str, notes: list[str]) -> bool:
+    """``run(check_mode)`` once; then again and in check mode it must report no change. False if refused."""
+    try:
+        run(False)
+    except (HypervisorError, InvalidSpec) as exc:
+        tally["%s_refused" % how] += 1
+        notes.append("%s %s refused: %s" % (name, how, str(exc)[:160]))
+        return False
+    for label, check_mode in (("second_run_changed", False), ("check_mode_changed", True)):
+        if run(check_mode):
+            tally["%s_%s" % (how, label)] += 1
+            notes.append("%s %s: %s" % (name, how, label))
+    return True
+
+
+def _domain_changed(host: Host, check_mode: bool, **kw: Any) -> bool:
+    return bool(converge(host, DomainRequest(state="present", **kw), check_mode=check_mode)["changed"])
+
+
+def _network_changed(host: Host, check_mode: bool, **kw: Any) -> bool:
+    return bool(NetworkManager(host, check_mode=check_mode).ensure(state="present", **kw)["changed"])
+
+
+def _filter_changed(host: Host, check_mode: bool, xml: str | None = None, spec: dict[str, Any] | None = None) -> bool:
+    fw = NWFilterFirewall(host)
+    if xml is not None:
+        return fw.define_filter(None, xml=xml, check_mode=check_mode)[0]
+    return fw.define_filter(spec["name"], spec["rules"], spec["filterrefs"], spec["chain"], spec["priority"],
+                            check_mode=check_mode)[0]
+
+
+def _network_renamed(root: Any, name: str, i: int) -> Any:
+    el = _renamed(root, "name", name)
+    for br in el.findall("bridge"):
+        if br.get("name") and el.find("forward[@mode='bridge']") is None:
+            br.set("name", "hvlc%d" % i)  # a bridge of this test's own, not one of the host's
+    return el
+
+
+# kind -> (prefix of the names, renamed copy of a file, spec of the renamed XML, converge, clean up)
+DAEMON = {
+    "domain": ("", lambda root, name, i: _renamed(root, "name", name), parse_domain_xml,
+               _domain_changed, _cleanup_domains),
+    "network": ("n", _network_renamed, lambda xml: parse_network(xml)["spec"], _network_changed, _cleanup_networks),
+    "nwfilter": ("f", lambda root, name, i: _renamed(root, "@name", name), lambda xml: parse_filter(etree.fromstring(xml)),
+                 _filter_changed, _cleanup_filters),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAEMON))
+def test_daemon(base: str, host: Host, kind: str) -> None:
+    """A sample of the corpus defined on the real daemon (networks not started) converges by xml and by spec,
+    and again in check mode, with no change after the first run."""
+    prefix, rename, spec_of, changed, cleanup = DAEMON[kind]
+    found = [(n, r) for n, r in corpus.files(base, kind)
+             if not corpus.check(kind, n, r).failed.keys() & {"parse_raises", "spec_refused"}]
+    tally: dict[str, int] = {k: 0 for k in ("defined", "xml_refused", "spec_refused", "xml_second_run_changed",
+                                            "xml_check_mode_changed", "spec_second_run_changed",
+                                            "spec_check_mode_changed")}
+    notes: list[str] = []
+    try:
+        for i, (fname, root) in enumerate(_sample(found)):
+            if tally["defined"] >= SAMPLE[kind]:
+                break
+            xml = xmlutil.to_string(rename(root, "%s%s%03d" % (PREFIX, prefix, i), i))
+            if not _converge_twice(functools.partial(changed, host, xml=xml), tally, "xml", fname, notes):
+                continue
+            tally["defined"] += 1
+            _converge_twice(functools.partial(changed, host, spec=spec_of(xml)), tally, "spec", fname, notes)
+    finally:
+        cleanup(host)
+    _RESULTS["daemon"][kind] = tally
+    _write_report()
+    print("\n".join(notes))
+    if kind == "domain":
+        assert tally["defined"] >= SAMPLE[kind], "only %d domains defined: %s" % (tally["defined"], notes[:10])
+    over = _over("daemon", kind, tally)
+    assert not over, "%s sample: %s; %s" % (kind, "; ".join(over), notes[:10])

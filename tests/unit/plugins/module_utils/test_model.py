@@ -1,0 +1,129 @@
+"""The XML model's values and preservation: numbers as libvirt reads them, and nothing the spec does not model lost."""
+
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import xml_differences
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import guest_xml, parse_domain_xml
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
+
+
+@pytest.mark.parametrize("text, value", [
+    ("10", 10), ("0x10", 16), ("0X1f", 31), ("010", 8), ("0", 0), ("00", 0), ("-3", -3), (" 7 ", 7),
+    ("08", None), ("0x", None), ("ten", None), ("", None), (None, None), ("1.5", None),
+])
+def test_c_int_reads_numbers_as_libvirt_does(text, value):
+    assert model.c_int(text) == value
+
+
+@pytest.mark.parametrize("want, have, equal", [
+    ("0x04", "4", True), ("0644", "420", True), ("644", "0644", False), ("52:54:00:AA:bb:01", "52:54:00:aa:BB:01", True),
+    ("vda", "vda", True), ("vda", "vdb", False), ("1", None, False),
+])
+def test_value_equal(want, have, equal):
+    assert model.value_equal(want, have) is equal
+
+
+BASE = ("<domain type='kvm'><name>m</name><memory unit='KiB'>262144</memory><vcpu placement='static'>2</vcpu>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type></os><devices>%s</devices></domain>")
+
+
+def _paths(root):
+    out = set()
+    for el in root.iter():
+        if isinstance(el.tag, str):
+            path = "/".join(etree.QName(a).localname for a in reversed(list(el.iterancestors()))) + "/" + el.tag
+            out.add(path)
+            out.update("%s/@%s" % (path, a) for a in el.attrib)
+    return out
+
+
+def test_what_the_spec_does_not_model_comes_back():
+    """A panic device, an emulator, controllers, a disk address and vcpu placement survive XML -> spec -> XML."""
+    xml = BASE % ("<emulator>/usr/bin/qemu-system-x86_64</emulator>"
+                  "<disk type='file' device='disk'><source file='/var/lib/a.img'/><target dev='vda' bus='virtio'/>"
+                  "<address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/></disk>"
+                  "<controller type='usb' index='0' model='piix3-uhci'/><panic model='isa'/>"
+                  "<video><model type='vga'/></video><video><model type='virtio'/></video>")
+    spec = parse_domain_xml(xml)
+    assert xmlutil.parse(spec["preserved"]).find("devices/panic").get("model") == "isa"
+    rebuilt = xmlutil.parse(guest_xml(validate_spec(spec)))
+    assert _paths(xmlutil.parse(xml)) <= _paths(rebuilt)
+    assert rebuilt.find("vcpu").get("placement") == "static"
+    assert rebuilt.find("devices/disk/address").get("slot") == "0x04"
+    assert len(rebuilt.findall("devices/video")) == 2
+    # and the rebuilt domain holds what the original said, by the xml: comparison
+    assert xml_differences(xml, rebuilt) == []
+
+
+def test_an_element_the_builder_writes_itself_is_not_doubled():
+    """The emulator a host build writes and the one preserved from the XML end up as one element."""
+    xml = BASE % "<emulator>/usr/bin/qemu-system-x86_64</emulator><panic model='isa'/>"
+    spec = parse_domain_xml(xml)
+    built = xmlutil.parse(guest_xml(validate_spec(spec)))
+    dom = xmlutil.parse(guest_xml({k: v for k, v in spec.items() if k != "preserved"}))
+    etree.SubElement(dom.find("devices"), "emulator").text = "/usr/bin/kvm"
+    model.overlay(dom, model.from_text(spec["preserved"]))
+    assert [e.text for e in dom.findall("devices/emulator")] == ["/usr/bin/kvm"]
+    assert len(built.findall("devices/emulator")) == 1 and dom.find("devices/panic") is not None
+
+
+def test_preserved_is_dropped_with_the_device_it_belongs_to():
+    """A disk removed from the spec does not come back through the address preserved for it."""
+    xml = BASE % ("<disk type='file' device='disk'><source file='/var/lib/a.img'/><target dev='vda' bus='virtio'/>"
+                  "<address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/></disk>")
+    spec = parse_domain_xml(xml)
+    spec["disks"] = []
+    rebuilt = xmlutil.parse(guest_xml(validate_spec(spec)))
+    assert rebuilt.findall("devices/disk") == [] and rebuilt.find("devices/address") is None
+
+
+def test_preserved_must_be_domain_xml():
+    with pytest.raises(InvalidSpec, match="^preserved"):
+        validate_spec({"name": "m", "memory": 128, "preserved": "<network/>"})
+    with pytest.raises(InvalidSpec, match="^preserved"):
+        validate_spec({"name": "m", "memory": 128, "preserved": 5})
+
+
+def test_hostdev_pci_address_is_read_with_its_base():
+    """bus='10' is decimal ten to libvirt, bus='0x10' sixteen: both read back as the device libvirt means."""
+    dev = "<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0' bus='%s' slot='0x1f' function='1'/>" \
+          "</source></hostdev>"
+    assert parse_domain_xml(BASE % (dev % "10"))["hostdevs"][0]["pci"] == "0000:0a:1f.1"
+    assert parse_domain_xml(BASE % (dev % "0x10"))["hostdevs"][0]["pci"] == "0000:10:1f.1"
+
+
+def test_writable_floppy_stays_writable():
+    disk = "<disk type='file' device='floppy'><source file='/var/lib/f.img'/><target dev='fda' bus='fdc'/>%s</disk>"
+    assert validate_spec(parse_domain_xml(BASE % (disk % "")))["disks"][0]["readonly"] is False
+    assert validate_spec(parse_domain_xml(BASE % (disk % "<readonly/>")))["disks"][0]["readonly"] is True
+
+
+def test_numa_cell_without_id_parses():
+    xml = BASE.replace("<os>", "<cpu><numa><cell cpus='0-1' memory='262144' unit='KiB'/></numa></cpu><os>") % ""
+    assert parse_domain_xml(xml)["cpu"]["numa"] == [{"id": 0, "cpus": "0-1", "memory": 256}]
+
+
+def test_xml_comparison_reads_numbers_and_ignores_the_domain_id():
+    """0x04 written by the user and 4 stored by libvirt are the same slot; <domain id> is runtime state."""
+    want = BASE.replace("<domain ", "<domain id='7' ") % (
+        "<disk type='file' device='disk'><source file='/a.img'/><target dev='vda' bus='virtio'/>"
+        "<address type='pci' domain='0' bus='0' slot='4' function='0'/></disk>")
+    have = BASE % ("<disk type='file' device='disk'><source file='/a.img'/><target dev='vda' bus='virtio'/>"
+                   "<address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/></disk>")
+    assert xml_differences(want, have) == []
+    assert [d["path"] for d in xml_differences(want.replace("slot='4'", "slot='5'"), have)] == ["devices/disk/address@slot"]
+
+
+def test_graphics_other_than_vnc_and_spice_are_taken_and_kept():
+    xml = BASE % "<graphics type='sdl' display=':0.1' xauth='/root/.Xauthority'/><graphics type='egl-headless'/>"
+    spec = validate_spec(parse_domain_xml(xml))
+    assert [g["type"] for g in spec["graphics"]] == ["sdl", "egl-headless"]
+    rebuilt = xmlutil.parse(guest_xml(spec))
+    assert rebuilt.find("devices/graphics").attrib == {"type": "sdl", "display": ":0.1", "xauth": "/root/.Xauthority"}
+    with pytest.raises(InvalidSpec, match=r"^graphics\[0\]\.port: only applies to vnc and spice"):
+        validate_spec({"name": "m", "memory": 128, "graphics": {"type": "sdl", "port": 5900}})
