@@ -49,11 +49,11 @@ def xml_of(host, name, flags=0):
       "ip": {"address": "192.168.242.1", "dhcp": {"hosts": [{"mac": "52:54:00:AA:00:01", "ip": "192.168.242.5"}]}}},
      "<network><name>n4</name><forward mode='nat'><nat><port start='1024' end='2048'/></nat></forward>"
      "<bridge stp='off' delay='2'/><dns><forwarder addr='192.168.242.53'/><host ip='192.168.242.5'>"
-     "<hostname>a</hostname><hostname>b</hostname></host></dns><ip address='192.168.242.1' prefix='24'><dhcp>"
+     "<hostname>a</hostname><hostname>b</hostname></host></dns><ip address='192.168.242.1'><dhcp>"
      "<host mac='52:54:00:aa:00:01' ip='192.168.242.5'/></dhcp></ip></network>"),
 ])
 def test_spec_to_xml_is_valid_and_as_expected(spec, expected):
-    el = nw.network_config(nw.check_spec(spec))
+    el = nw.keep_generated(nw.network_config(nw.check_spec(spec)))  # with the defaults libvirt stores
     assert xmlutil.validate(el, "network")
     assert xmlutil.xml_equal(el, expected)
     # and back: parsing our XML gives the same checked spec
@@ -72,7 +72,7 @@ def test_spec_to_xml_is_valid_and_as_expected(spec, expected):
      "ips[0].dhcp.hosts[0].mac"),
     ({"name": "x", "ip": {"address": "192.168.240.300"}}, "ip.address"),
     ({"name": "x", "forward": "bridge"}, "bridge.name"),
-    ({"name": "x", "colour": "red"}, ".colour"),
+    ({"name": "x", "colour": "red"}, "colour"),
 ])
 def test_bad_specs_name_the_path(spec, path):
     with pytest.raises(InvalidSpec) as err:
@@ -90,7 +90,8 @@ def test_libvirts_additions_are_not_differences():
     assert nw.differences(ours, libvirts) == []
     ours["bridge"]["name"] = "virbr8"
     ours["mtu"] = 1400
-    assert nw.differences(ours, libvirts) == ["bridge.name", "mtu"]
+    assert nw.differences(ours, libvirts) == [{"path": "bridge.name", "before": "virbr7", "after": "virbr8"},
+                                              {"path": "mtu", "before": None, "after": 1400}]
 
 
 def test_create_idempotent_check_mode_and_dhcp_updates_in_place(host):
@@ -133,7 +134,7 @@ def test_other_changes_redefine_and_keep_libvirts_ids(host):
     spec["mtu"] = 1400
     spec["domain"] = "hvl.test"
     res = mgr.ensure(spec, state="inactive")
-    assert res["actions"] == ["define"] and res["differences"] == ["mtu", "domain"]
+    assert res["actions"] == ["define"] and [d["path"] for d in res["differences"]] == ["mtu", "domain"]
     after = xmlutil.parse(xml_of(host, "hvl-ut-net2"))
     assert after.findtext("uuid") == first.findtext("uuid")
     assert after.find("mtu").get("size") == "1400" and after.find("domain").get("name") == "hvl.test"
