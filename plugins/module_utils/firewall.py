@@ -21,11 +21,11 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     NotFound,
     OperationFailed,
 )
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import Dict, Enum, List, Str
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
 
 ACTIONS = ("drop", "reject", "accept", "return", "continue")
 DIRECTIONS = ("in", "out", "inout")
-RULE_KEYS = ("action", "direction", "priority", "statematch")
 DEFAULT_RULE_PRIORITY = 500
 _STP_VALIDATE_MAX = 6  # libxml2 needs 2^n steps for n stp attributes (non-interleaved optionals)
 
@@ -117,56 +117,76 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
+class _Priority:
+    """A rule's priority: an integer from -1000 to 1000."""
+
+    def norm(self, value: Any, path: str) -> int:
+        if isinstance(value, (bool, float)) or not _INT_RE.match(str(value)) or not -1000 <= int(value) <= 1000:
+            raise InvalidSpec(path, "%r is not an integer from -1000 to 1000" % (value,))
+        return int(value)
+
+
+class _StateMatch:
+    def norm(self, value: Any, path: str) -> bool:
+        return _statematch(value, path)
+
+
+class _Value:
+    """A match attribute's value (checked against nwfilter.rng with the whole filter)."""
+
+    def norm(self, value: Any, path: str) -> Any:
+        if isinstance(value, (dict, list)):
+            raise InvalidSpec(path, "expected a single value, got %s" % type(value).__name__)
+        if isinstance(value, str):
+            xmlutil.check_text(value, path)
+        return value
+
+
+class _Parameters:
+    def norm(self, value: Any, path: str) -> dict[str, Any]:
+        _params_items(value, path)
+        return value
+
+
+def _hyphenated(value: Any, _path: str) -> Any:
+    """snake_case keys (connlimit_above, tcp_ipv6) are accepted for libvirt's hyphenated names."""
+    return {_attr_name(k): ({} if v is None and _attr_name(k) in PROTOCOLS else v) for k, v in value.items()} \
+        if isinstance(value, dict) else value
+
+
+def _one_protocol(rule: dict[str, Any], path: str) -> dict[str, Any]:
+    for key, allowed in (("action", ACTIONS), ("direction", DIRECTIONS)):
+        if key not in rule:
+            raise InvalidSpec("%s.%s" % (path, key), "required: one of %s" % ", ".join(allowed))
+    protocols = [k for k in rule if k in PROTOCOLS]
+    if len(protocols) > 1:
+        raise InvalidSpec("%s.%s" % (path, protocols[1]), "a rule matches one protocol, it already has %s" % protocols[0])
+    return rule
+
+
+_NAME = Str(_NAME_RE, "a valid filter name (letters, digits, '_', '-', '.'; not starting with a digit or '-')")
+# One structured rule: action, direction, priority, statematch and at most one protocol with its attributes.
+_RULE = Dict(dict({"action": Enum(*ACTIONS), "direction": Enum(*DIRECTIONS), "priority": _Priority(),
+                   "statematch": _StateMatch()},
+                  **{proto: Dict({a: _Value() for a in attrs}, pre=_hyphenated) for proto, attrs in PROTOCOLS.items()}),
+             pre=_hyphenated, post=_one_protocol)
+_FILTERREF = Dict({"filter": _NAME, "parameters": _Parameters()}, required=("filter",),
+                  pre=lambda value, _path: {"filter": value} if isinstance(value, str) else value)
+
+
 def _check_filter_name(name: Any, path: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise InvalidSpec(path, "%r is not a valid filter name (letters, digits, '_', '-', '.'; "
-                                "not starting with a digit or '-')" % (name,))
-    return name
+    if not isinstance(name, str):
+        raise InvalidSpec(path, "%r is not a valid filter name" % (name,))
+    return _NAME.norm(name, path)
 
 
 def _check_rule(rule: Any, path: str) -> tuple[str | None, dict[str, Any]]:
-    """Validate one structured rule's keys; return (protocol, attributes)."""
+    """Validate one structured rule (the rule schema); return (protocol, attributes)."""
     if not isinstance(rule, dict):
         raise InvalidSpec(path, "a rule is a dict with action, direction and one protocol")
-    protocol = None
-    for key in rule:
-        if key in RULE_KEYS:
-            continue
-        proto = str(key).replace("_", "-")
-        if proto not in PROTOCOLS:
-            raise InvalidSpec("%s.%s" % (path, key), "unknown rule key or protocol; allowed keys: %s; "
-                              "protocols: %s" % (", ".join(RULE_KEYS), ", ".join(PROTOCOLS)))
-        if protocol is not None:
-            raise InvalidSpec("%s.%s" % (path, key), "a rule matches one protocol, it already has %s"
-                              % protocol)
-        protocol = proto
-    for key, allowed in (("action", ACTIONS), ("direction", DIRECTIONS)):
-        if rule.get(key) not in allowed:
-            raise InvalidSpec("%s.%s" % (path, key), "%r is not one of %s" % (rule.get(key), ", ".join(allowed)))
-    prio = rule.get("priority")
-    if prio is not None and (isinstance(prio, (bool, float)) or not _INT_RE.match(str(prio))
-                             or not -1000 <= int(prio) <= 1000):
-        raise InvalidSpec("%s.priority" % path, "%r is not an integer from -1000 to 1000" % (prio,))
-    _statematch(rule.get("statematch"), "%s.statematch" % path)
-    attrs: dict[str, Any] = {}
-    if protocol is not None:
-        raw = rule[next(k for k in rule if k not in RULE_KEYS)]
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise InvalidSpec("%s.%s" % (path, protocol), "the match attributes are a dict")
-        allowed = PROTOCOLS[protocol]
-        for key, value in raw.items():
-            name = _attr_name(key)
-            if name not in allowed:
-                raise InvalidSpec("%s.%s.%s" % (path, protocol, key), "unknown attribute for %s; allowed: %s"
-                                  % (protocol, ", ".join(_key_name(a) for a in allowed)))
-            if value is None:
-                continue
-            if isinstance(value, str):
-                xmlutil.check_text(value, "%s.%s.%s" % (path, protocol, key))
-            attrs[name] = value
-    return protocol, attrs
+    out = _RULE.norm(rule, path)
+    protocol = next((k for k in out if k in PROTOCOLS), None)
+    return protocol, (out[protocol] if protocol else {})
 
 
 def _statematch(value: Any, path: str = "statematch") -> bool:
@@ -218,20 +238,7 @@ def _normalise_filterrefs(filterrefs: Any, path: str = "filterrefs") -> list[dic
         return []
     if not isinstance(filterrefs, (list, tuple)):
         raise InvalidSpec(path, "a list of filter names or {filter, parameters} dicts")
-    out = []
-    for i, ref in enumerate(filterrefs):
-        p = "%s[%d]" % (path, i)
-        if isinstance(ref, str):
-            ref = {"filter": ref}
-        if not isinstance(ref, dict):
-            raise InvalidSpec(p, "a filter name or a dict with filter and parameters")
-        unknown = set(ref) - {"filter", "parameters"}
-        if unknown:
-            raise InvalidSpec("%s.%s" % (p, sorted(unknown)[0]), "unknown key; allowed: filter, parameters")
-        _check_filter_name(ref.get("filter"), "%s.filter" % p)
-        _params_items(ref.get("parameters"), "%s.parameters" % p)
-        out.append({"filter": ref["filter"], "parameters": ref.get("parameters") or {}})
-    return out
+    return [dict({"parameters": {}}, **ref) for ref in List(_FILTERREF).norm(list(filterrefs), path)]
 
 
 def _build(name: str, rules: list, filterrefs: list, chain: str | None, priority: Any,
