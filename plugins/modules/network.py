@@ -196,8 +196,7 @@ xml:
   type: str
 """
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.ansible_libvirt import libvirt_module, run_module
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.ansible_libvirt import libvirt_module, run_module, with_diff
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.network import NetworkManager
 
@@ -236,9 +235,7 @@ def main() -> None:
                 spec, p["xml"], p["state"], p["autostart"], p["restart_on_change"], p["force"], name=p["name"])
         before, after = res.pop("before"), res.pop("after")
         res["xml"] = after
-        if module._diff:
-            res["diff"] = xmlutil.diff_result(before, after, "network %s" % p["name"])
-        return res
+        return with_diff(module, res, before, after, "network %s" % p["name"])
 
     run_module(module, action)
 

@@ -159,8 +159,7 @@ used_by:
   elements: str
 """
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.ansible_libvirt import libvirt_module, run_module
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.ansible_libvirt import libvirt_module, run_module, with_diff
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.firewall import NWFilterFirewall, parse_filter
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
 
@@ -197,9 +196,7 @@ def main() -> None:
                 for warning in firewall.warnings:
                     module.warn(warning)
         result.update(changed=changed, xml=after, uuid=parse_filter(after)["uuid"] if after else None)
-        if module._diff:
-            result["diff"] = xmlutil.diff_result(before, after, "nwfilter %s" % p["name"])
-        return result
+        return with_diff(module, result, before, after, "nwfilter %s" % p["name"])
 
     run_module(module, action)
 
