@@ -114,13 +114,7 @@ def same(want: Any, have: Any, unordered: bool = False) -> bool:
             return False
         if not unordered:
             return all(same(a, b, unordered) for a, b in zip(want, have))
-        pool = list(have)
-        for item in want:
-            match = next((i for i, other in enumerate(pool) if same(item, other, unordered)), None)
-            if match is None:
-                return False
-            del pool[match]
-        return True
+        return matched(list(want), list(have), lambda h, w: same(w, h, unordered))
     if isinstance(want, (dict, list, tuple)) or isinstance(have, (dict, list, tuple)):
         return False
     return value_equal(want, have)
@@ -333,11 +327,49 @@ def residual_text(original: Any, built: Any, runtime: tuple[str, ...] = ()) -> s
     return to_text(res)
 
 
+def matched(want: list[Any], have: list[Any], match: Callable[[Any, Any], bool]) -> bool:
+    """Each of ``want`` paired by ``match(have_item, want_item)`` with one of ``have`` of its own, in any order."""
+    pool = list(have)
+    for item in want:
+        found = next((i for i, other in enumerate(pool) if match(other, item)), None)
+        if found is None:
+            return False
+        del pool[found]
+    return True
+
+
+def contains(have: Any, want: Any) -> bool:
+    """Every attribute of ``want`` in ``have`` with a value libvirt reads the same (``value_equal``), its
+    text, and each of its child elements in one child of ``have`` of its own (in any order)."""
+    if have.tag != want.tag or any(not value_equal(v, have.get(k)) for k, v in want.attrib.items()):
+        return False
+    text = (want.text or "").strip()
+    if text and text != (have.text or "").strip():
+        return False
+    return matched(_elements(want), _elements(have), contains)
+
+
+def same_element(a: Any, b: Any) -> bool:
+    """Two elements libvirt reads the same: tag, attribute values, text, and children in any order."""
+    return len(a.attrib) == len(b.attrib) and len(_elements(a)) == len(_elements(b)) and contains(a, b) and contains(b, a)
+
+
+def _unmarked(res: Any) -> Any:
+    """A residual without its empty anchors (they carry nothing)."""
+    res = copy.deepcopy(res)
+    for node in list(res.iter()):
+        if node is not res and isinstance(node.tag, str) and _marker(node) and node.getparent() is not None:
+            node.getparent().remove(node)
+    return res
+
+
 def same_residual(a: str | None, b: str | None) -> bool:
-    """Two ``preserved`` texts that put back the same (sibling order aside)."""
+    """Two ``preserved`` texts that put back the same (sibling order aside, values as libvirt reads them)."""
     if not a or not b:
         return not a and not b
-    return canonical(a) == canonical(b)
+    return same_element(_unmarked(from_text(a)), _unmarked(from_text(b)))
 
 
-__all__ = ["c_int", "mac", "mask_prefix", "classful_prefix", "value_equal", "same", "residual_text", "same_residual", "residual", "overlay", "canonical", "to_text", "from_text", "IDENTITY", "ANCHOR", "NS"]
+__all__ = ["c_int", "mac", "mask_prefix", "classful_prefix", "value_equal", "same", "residual_text", "same_residual",
+           "matched", "contains", "same_element",
+           "residual", "overlay", "canonical", "to_text", "from_text", "IDENTITY", "ANCHOR", "NS"]

@@ -67,36 +67,6 @@ def _affect(which: str) -> dict[str, bool]:
 
 
 # ---------------------------------------------------------------------- compare
-def _attrs_within(desired: Any, current: Any) -> bool:
-    """Every attribute and the text of ``desired`` in ``current``, values as libvirt reads them."""
-    if any(not model.value_equal(value, current.get(key)) for key, value in desired.attrib.items()):
-        return False
-    text = (desired.text or "").strip()
-    return not text or text == (current.text or "").strip()
-
-
-def _matched(want: list[Any], have: list[Any], match: Callable[[Any, Any], bool]) -> bool:
-    """Each of ``want`` paired with its own one of ``have`` by ``match`` (order does not count)."""
-    pool = list(have)
-    for w in want:
-        found = next((h for h in pool if match(h, w)), None)
-        if found is None:
-            return False
-        pool.remove(found)
-    return True
-
-
-def _contains(current: Any, desired: Any) -> bool:
-    """Every attribute and child of ``desired`` is in ``current`` (libvirt's additions ignored)."""
-    return current.tag == desired.tag and _attrs_within(desired, current) and \
-        _matched(_elements(desired), _elements(current), _contains)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """The same element to libvirt: tag, attributes (as values), text, and children in any order."""
-    return len(a.attrib) == len(b.attrib) and _contains(a, b) and _contains(b, a)
-
-
 def _elements(el: Any) -> list[Any]:
     return [c for c in el if isinstance(c.tag, str)]
 
@@ -116,8 +86,8 @@ def field_differs(tag: str, desired: Any, current: Any) -> bool:
     if tag == "link" and _link_up(want) and _link_up(have):
         return False  # no <link> means the link is up
     if rule == "exact" or tag == "link":
-        return len(want) != len(have) or not _matched(want, have, _same)
-    return bool(want) and not _matched(want, have, _contains)
+        return len(want) != len(have) or not model.matched(want, have, model.same_element)
+    return bool(want) and not model.matched(want, have, model.contains)
 
 
 def _texts(els: list[Any]) -> str | None:

@@ -54,3 +54,15 @@ def test_residual_text_leaves_out_runtime_attributes_and_compares_without_order(
     assert not model.same_residual(text, None) and model.same_residual(None, "")
     assert model.residual_text(etree.fromstring("<network connections='1'><name>n</name></network>"), built,
                                ("connections",)) is None
+
+
+def test_elements_compare_by_value_and_children_in_any_order():
+    a = etree.fromstring("<forward><address type='pci' bus='0x03' slot='0x00'/><pf dev='eth0'/></forward>")
+    b = etree.fromstring("<forward><pf dev='eth0'/><address slot='0' type='pci' bus='3'/></forward>")
+    assert model.same_element(a, b) and model.contains(a, etree.fromstring("<forward><pf dev='eth0'/></forward>"))
+    assert not model.same_element(a, etree.fromstring("<forward><pf dev='eth0'/></forward>"))
+    assert not model.contains(a, etree.fromstring("<forward><pf dev='eth1'/></forward>"))
+    built = etree.fromstring("<network><name>n</name></network>")
+    one = model.residual_text(etree.fromstring("<network><name>n</name>%s</network>" % etree.tostring(a).decode()), built)
+    two = model.residual_text(etree.fromstring("<network><name>n</name>%s</network>" % etree.tostring(b).decode()), built)
+    assert model.same_residual(one, two)
