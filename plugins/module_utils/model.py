@@ -23,13 +23,14 @@ Ansible import.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree
 
 _C_INT_RE = re.compile(r"^\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\s*$")
-_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{1,2}){5}$")
 
 NS = "https://hypervisor.libvirt/xmlns/residual"
 ANCHOR = "{%s}anchor" % NS
@@ -52,18 +53,71 @@ def c_int(text: Any) -> int | None:
     return -value if m.group(1) == "-" else value
 
 
-def value_equal(want: str | None, have: str | None) -> bool:
+def mac(text: Any) -> str | None:
+    """A MAC address as libvirt formats it (``1:2:3:4:5:6`` and ``01:02:03:04:05:06`` alike, lower case); None when not one."""
+    if not isinstance(text, str) or not _MAC_RE.match(text.strip()):
+        return None
+    return ":".join("%02x" % int(part, 16) for part in text.strip().split(":"))
+
+
+def mask_prefix(text: Any) -> int | None:
+    """The prefix length a netmask stands for (``255.255.255.0`` is 24, ``ffff:ffff::`` is 32), or a
+    prefix given as a number; None when it is neither or the mask is not contiguous."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        value = int(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+    bits = 32 if "." in text else 128
+    prefix = bin(value).count("1")
+    return prefix if value == ((1 << bits) - 1) ^ ((1 << (bits - prefix)) - 1) else None
+
+
+def classful_prefix(address: str) -> int:
+    """The prefix libvirt gives an IPv4 address that has none: its class (A /8, B /16, C /24); IPv6: 64."""
+    ip = ipaddress.ip_address(address)
+    if ip.version == 6:
+        return 64
+    first = int(ip) >> 24
+    return 8 if first < 128 else 16 if first < 192 else 24
+
+
+def value_equal(want: Any, have: Any) -> bool:
     """Two attribute values that libvirt reads as the same: equal text, the same integer, or the same MAC."""
     if want == have:
         return True
-    if want is None or have is None:
+    if want is None or have is None or isinstance(want, bool) or isinstance(have, bool):
         return False
     a, b = c_int(want), c_int(have)
     if a is not None and b is not None:
         return a == b
-    if _MAC_RE.match(want) and _MAC_RE.match(have):
-        return want.lower() == have.lower()
+    ma, mb = mac(want), mac(have)
+    if ma is not None and mb is not None:
+        return ma == mb
     return False
+
+
+def same(want: Any, have: Any, unordered: bool = False) -> bool:
+    """Two spec values that mean the same to libvirt: scalars by ``value_equal``, dicts key by key (a key
+    set to None is one left out), lists item by item - in any order when ``unordered``."""
+    if isinstance(want, dict) and isinstance(have, dict):
+        keys = {k for k, v in want.items() if v is not None} | {k for k, v in have.items() if v is not None}
+        return all(same(want.get(k), have.get(k), unordered) for k in keys)
+    if isinstance(want, (list, tuple)) and isinstance(have, (list, tuple)):
+        if len(want) != len(have):
+            return False
+        if not unordered:
+            return all(same(a, b, unordered) for a, b in zip(want, have))
+        return matched(list(want), list(have), lambda h, w: same(w, h, unordered))
+    if isinstance(want, (dict, list, tuple)) or isinstance(have, (dict, list, tuple)):
+        return False
+    return value_equal(want, have)
 
 
 # ---------------------------------------------------------------------- identity within a list
@@ -258,4 +312,64 @@ def from_text(text: str) -> Any:
     return etree.fromstring(text)
 
 
-__all__ = ["c_int", "value_equal", "residual", "overlay", "canonical", "to_text", "from_text", "IDENTITY", "ANCHOR", "NS"]
+def residual_text(original: Any, built: Any, runtime: tuple[str, ...] = ()) -> str | None:
+    """``residual`` as the text a spec's ``preserved`` key holds, without the ``runtime`` attributes (state,
+    not definition) anywhere in it; None when the spec reproduces everything."""
+    res = residual(original, built)
+    if res is None:
+        return None
+    for node in res.iter():
+        if isinstance(node.tag, str):
+            for attr in runtime:
+                node.attrib.pop(attr, None)
+    if len(res) == 0 and set(res.attrib) <= {ANCHOR}:
+        return None
+    return to_text(res)
+
+
+def matched(want: list[Any], have: list[Any], match: Callable[[Any, Any], bool]) -> bool:
+    """Each of ``want`` paired by ``match(have_item, want_item)`` with one of ``have`` of its own, in any order."""
+    pool = list(have)
+    for item in want:
+        found = next((i for i, other in enumerate(pool) if match(other, item)), None)
+        if found is None:
+            return False
+        del pool[found]
+    return True
+
+
+def contains(have: Any, want: Any) -> bool:
+    """Every attribute of ``want`` in ``have`` with a value libvirt reads the same (``value_equal``), its
+    text, and each of its child elements in one child of ``have`` of its own (in any order)."""
+    if have.tag != want.tag or any(not value_equal(v, have.get(k)) for k, v in want.attrib.items()):
+        return False
+    text = (want.text or "").strip()
+    if text and text != (have.text or "").strip():
+        return False
+    return matched(_elements(want), _elements(have), contains)
+
+
+def same_element(a: Any, b: Any) -> bool:
+    """Two elements libvirt reads the same: tag, attribute values, text, and children in any order."""
+    return len(a.attrib) == len(b.attrib) and len(_elements(a)) == len(_elements(b)) and contains(a, b) and contains(b, a)
+
+
+def _unmarked(res: Any) -> Any:
+    """A residual without its empty anchors (they carry nothing)."""
+    res = copy.deepcopy(res)
+    for node in list(res.iter()):
+        if node is not res and isinstance(node.tag, str) and _marker(node) and node.getparent() is not None:
+            node.getparent().remove(node)
+    return res
+
+
+def same_residual(a: str | None, b: str | None) -> bool:
+    """Two ``preserved`` texts that put back the same (sibling order aside, values as libvirt reads them)."""
+    if not a or not b:
+        return not a and not b
+    return same_element(_unmarked(from_text(a)), _unmarked(from_text(b)))
+
+
+__all__ = ["c_int", "mac", "mask_prefix", "classful_prefix", "value_equal", "same", "residual_text", "same_residual",
+           "matched", "contains", "same_element",
+           "residual", "overlay", "canonical", "to_text", "from_text", "IDENTITY", "ANCHOR", "NS"]

@@ -165,11 +165,10 @@ def _network_changed(host: Host, check_mode: bool, **kw: Any) -> bool:
 
 
 def _filter_changed(host: Host, check_mode: bool, xml: str | None = None, spec: dict[str, Any] | None = None) -> bool:
-    fw = NWFilterFirewall(host)
+    fw = NWFilterFirewall(host, check_mode=check_mode)
     if xml is not None:
-        return fw.define_filter(None, xml=xml, check_mode=check_mode)[0]
-    return fw.define_filter(spec["name"], spec["rules"], spec["filterrefs"], spec["chain"], spec["priority"],
-                            check_mode=check_mode)[0]
+        return fw.define_filter(None, xml=xml)[0]
+    return fw.define_filter(spec["name"], spec["rules"], spec["filterrefs"], spec["chain"], spec["priority"])[0]
 
 
 def _network_renamed(root: Any, name: str, i: int) -> Any:
