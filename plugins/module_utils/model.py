@@ -309,4 +309,5 @@ def from_text(text: str) -> Any:
     return etree.fromstring(text)
 
 
-__all__ = ["c_int", "value_equal", "unit_bytes", "scaled_bytes", "spec_differences", "residual", "overlay", "canonical", "to_text", "from_text", "IDENTITY", "ANCHOR", "NS"]
+__all__ = ["c_int", "value_equal", "unit_bytes", "scaled_bytes", "spec_differences", "residual", "overlay", "canonical",
+           "to_text", "from_text", "IDENTITY", "ANCHOR", "NS"]

@@ -877,10 +877,15 @@ class PoolManager(_Manager):
                     if who:
                         raise InvalidSpec("delete_storage", "volume %s is a disk of domain %s; not deleting the pool's "
                                           "storage (force=true deletes it anyway)" % (path, ", ".join(who)))
+            uploads = Markers(self.state_dir, "uploads")
             for vol in vols:
                 vname = vol.name()
-                self.plan.act("delete-volume %s" % vname, lambda v=vol, n=vname: self.host.call(
-                    "deleting volume '%s'" % n, lambda _c: v.delete(0)))
+
+                def delete(v: Any = vol, n: str = vname) -> None:
+                    key = self.host.call("reading the key of volume '%s'" % n, lambda _c: v.key())
+                    self.host.call("deleting volume '%s'" % n, lambda _c: v.delete(0))
+                    uploads.drop((host_id(self.host), key))
+                self.plan.act("delete-volume %s" % vname, delete)
         if active:
             self.plan.act("stop", lambda: self.host.call("stopping pool '%s'" % name, lambda _c: pool.destroy()))
         if delete_storage:
@@ -1146,8 +1151,8 @@ class VolumeManager(_Manager):
         keep = {k: have[k] for k in ("permissions",) if have.get(k)}
         spec = dict(keep, name=name, format="raw", capacity=file_size, allocation=0)
         text = xmlutil.to_string(volume_config(spec))
-        new = self.plan.act("create", lambda: self.host.call("creating volume '%s'" % name,
-                                                               lambda _c: ppool.createXML(text, 0)))
+        new = self.plan.act("create", lambda: self.host.call(
+            "creating volume '%s'" % name, lambda _c: ppool.createXML(text, 0)))
         spec = self._upload(ppool, new, spec, src, res)
         if self.check_mode:
             return vol, dict(have, format=spec["format"], capacity=spec["capacity"])

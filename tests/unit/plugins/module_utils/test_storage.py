@@ -148,8 +148,8 @@ def test_removing_a_pool_with_delete_storage_deletes_volumes_first(host, state_d
 def test_pool_errors_name_the_field_and_change_nothing(host, state_dir):
     for kw, field in ((dict(name="hvl-ust-bad", spec={"type": "foo"}), "type"),
                       (dict(name="a/b", spec={"type": "dir"}), "name"),
-                      (dict(name="hvl-ust-bad", xml="<pool type='dir'><name>other</name><target><path>/x</path>"
-                                                   "</target></pool>"), "xml"),
+                      (dict(name="hvl-ust-bad",
+                            xml="<pool type='dir'><name>other</name><target><path>/x</path></target></pool>"), "xml"),
                       (dict(name="hvl-ust-bad", xml="<pool type='dir'><name>hvl-ust-bad</name></pool>"), "xml")):
         with pytest.raises(InvalidSpec) as err:
             _pool(host, state_dir, **kw)
@@ -301,8 +301,8 @@ def test_upload_sparse_once_resize_download(system, tmp_path):
     with pytest.raises(InvalidSpec):
         _vol(system, state, pool=PREFIX + "a", name="base.qcow2", capacity="256M")
     # a full clone into the other pool, then downloaded sparse
-    clone = _vol(system, state, pool=PREFIX + "b", name="clone.qcow2", clone_from={"pool": PREFIX + "a",
-                                                                                  "name": "base.qcow2"})
+    clone = _vol(system, state, pool=PREFIX + "b", name="clone.qcow2",
+                 clone_from={"pool": PREFIX + "a", "name": "base.qcow2"})
     assert clone["actions"][0].startswith("clone ") and clone["format"] == "qcow2"
     assert clone["capacity"] == 512 * 1024 ** 2 and clone["path"].startswith(str(tmp_path / "b"))
     dest = str(tmp_path / "out.qcow2")
@@ -325,7 +325,9 @@ def test_upload_sparse_once_resize_download(system, tmp_path):
 def test_secret_value_compared_without_reading_a_private_value(system, tmp_path):
     state = tmp_path / "state"
     usage = {"type": "ceph", "name": PREFIX + "client.admin"}
-    mgr = lambda check=False: storage.SecretManager(system, check, str(state))  # noqa: E731
+
+    def mgr(check=False):
+        return storage.SecretManager(system, check, str(state))
     first = mgr(True).ensure(usage=usage, private=True, value="s3cr3t-one")
     assert first["actions"] == ["define", "set-value"]
     made = mgr().ensure(usage=usage, private=True, value="s3cr3t-one")
