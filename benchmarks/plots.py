@@ -109,13 +109,14 @@ def plot_storage(summary: dict[str, Any], path: str) -> str:
     colours = [OURS_COLOUR if r["method"].startswith("storage_volume") else PEER_COLOUR if r["method"] == "virsh"
                else "#888888" for r in rows]
     bars = ax.barh([r["method"] for r in rows], [r["median_s"] for r in rows], color=colours)
-    for bar, row in zip(bars, rows):
-        ax.annotate("%.2f s" % row["median_s"], (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+    for rect, row in zip(bars, rows):
+        ax.annotate("%.2f s" % row["median_s"], (rect.get_width(), rect.get_y() + rect.get_height() / 2),
                     textcoords="offset points", xytext=(4, -3), fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("wall time, median of %d rounds (s)" % summary["rounds"])
-    ax.set_title("Upload of a %s sparse qcow2 with %d MiB of data (%s)" % (summary["size"], summary["data_mib"],
-                                                                         summary.get("machine", "")), fontsize=10)
+    title = "Upload of a %s sparse qcow2 with %d MiB of data (%s)" % (summary["size"], summary["data_mib"],
+                                                                      summary.get("machine", ""))
+    ax.set_title(title, fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -141,12 +141,12 @@ def main() -> int:
                          "path": os.path.join(POOL_DIR, "ours.qcow2")})
             runs.append({"round": rnd, "method": "ping", "seconds": ansible(ping), "path": None})
             for r in runs[-6:]:
+                detail = ""
                 if r["path"]:
                     r["same_bytes"] = same(r["path"])
                     r["allocated"] = allocated(r["path"])
-                log("round %d %-26s %7.2f s%s" % (rnd, r["method"], r["seconds"],
-                                                   "" if not r["path"] else "  same=%s allocated=%d MiB" % (
-                                                       r["same_bytes"], r["allocated"] // 2 ** 20)))
+                    detail = "  same=%s allocated=%d MiB" % (r["same_bytes"], r["allocated"] // 2 ** 20)
+                log("round %d %-26s %7.2f s%s" % (rnd, r["method"], r["seconds"], detail))
             for name in ("cp.qcow2", "virsh.qcow2", "lib.qcow2", "ours.qcow2"):
                 clean_volume(host, name)
             storage.PoolManager(host, False).ensure(POOL, state="active", refresh=True)
@@ -158,16 +158,16 @@ def main() -> int:
         shutil.rmtree(WORK, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
         host.close()
-    summary = {"machine": "%d CPUs, libvirt %s" % (os.cpu_count() or 0, sh("virsh", "-c", URI, "version").stdout.split(
-        "library: libvirt ")[1].split()[0] if True else ""),
-        "size": opts.size, "data_mib": opts.data_mib, "rounds": opts.rounds, "rows": []}
+    version = sh("virsh", "-c", URI, "version").stdout.split("library: libvirt ")[1].split()[0]
+    summary = {"machine": "%d CPUs, libvirt %s" % (os.cpu_count() or 0, version),
+               "size": opts.size, "data_mib": opts.data_mib, "rounds": opts.rounds, "rows": []}
     for m in METHODS:
         times = [r["seconds"] for r in runs if r["method"] == m]
         sample = next((r for r in runs if r["method"] == m), {})
+        alloc = (sample.get("allocated") or 0) // 2 ** 20 if sample.get("path") else None
         summary["rows"].append({"method": m, "median_s": statistics.median(times), "min_s": min(times),
-                                "max_s": max(times), "same_bytes": all(r.get("same_bytes", True) for r in runs
-                                                                      if r["method"] == m),
-                                "allocated_mib": (sample.get("allocated") or 0) // 2 ** 20 if sample.get("path") else None})
+                                "max_s": max(times), "allocated_mib": alloc,
+                                "same_bytes": all(r.get("same_bytes", True) for r in runs if r["method"] == m)})
     with open(os.path.join(out, "runs.json"), "w", encoding="utf-8") as f:
         json.dump({"runs": runs, "summary": summary}, f, indent=1)
     lines = ["| method | median | min | max | same bytes | allocated |", "|---|---|---|---|---|---|"]

@@ -66,15 +66,29 @@ def test_bad_pool_spec_names_the_field(spec, field):
     assert err.value.path == field
 
 
-def test_pool_spec_builds_schema_valid_xml_and_parses_back():
-    spec = storage.check_pool_spec({
-        "name": "nfs", "type": "netfs",
-        "source": {"hosts": ["nfs.example.com"], "dir": "/export/images", "format": "nfs"},
-        "target": {"path": "/mnt/images", "permissions": {"mode": 0o755, "owner": 0, "group": "0"}}})
+@pytest.mark.parametrize("spec, path, value", [
+    ({"type": "netfs", "source": {"hosts": ["nfs.example.com"], "dir": "/export/images", "format": "nfs"},
+      "target": {"path": "/mnt/images", "permissions": {"mode": 0o755, "owner": 0, "group": "0"}}},
+     "target/permissions/mode", "0755"),
+    ({"type": "iscsi", "source": {"hosts": [{"name": "iscsi.example.com", "port": 3260}], "devices": ["iqn.x:t"],
+                                  "initiator": "iqn.x:client",
+                                  "auth": {"type": "chap", "username": "u", "secret": {"usage": "chap1"}}},
+      "target": {"path": "/dev/disk/by-path"}}, "source/auth/secret/@usage", "chap1"),
+    ({"type": "rbd", "source": {"name": "rbd", "hosts": ["mon1", {"name": "mon2", "port": 6789}],
+                                "auth": {"type": "ceph", "username": "libvirt",
+                                         "secret": {"uuid": "2ec115d73a883cebbc120ac909a6fd87"}}}},
+     "source/auth/secret/@uuid", "2ec115d7-3a88-3ceb-bc12-0ac909a6fd87"),
+    ({"type": "disk", "source": {"devices": [{"path": "/dev/sdz", "part_separator": True}], "format": "gpt"},
+      "target": {"path": "/dev"}}, "source/device/@part_separator", "yes"),
+    ({"type": "logical", "source": {"name": "vg0", "devices": ["/dev/sdy1"], "format": "lvm2"},
+      "target": {"path": "/dev/vg0"}}, "source/name", "vg0"),
+])
+def test_pool_spec_builds_schema_valid_xml_and_parses_back(spec, path, value):
+    spec = storage.check_pool_spec(dict(spec, name="p"))
     built = storage.pool_config(spec)
     assert xmlutil.validate(built, "storagepool")
-    assert built.find("source/host").get("name") == "nfs.example.com"
-    assert built.findtext("target/permissions/mode") == "0755"
+    found = built.xpath(path) if "@" in path else [built.findtext(path)]
+    assert [str(v) for v in found] == [value]
     assert storage.check_pool_spec(storage.parse_pool(xmlutil.parse(xmlutil.to_string(built)))) == spec
 
 
