@@ -82,7 +82,9 @@ options:
         An existing file is replaced only when its size or SHA-256 differ from the volume's content.
     type: path
   allow_shrink:
-    description: Allow O(capacity) to shrink an existing volume (data past the new end is lost).
+    description:
+      - Allow O(capacity) to shrink an existing volume (data past the new end is lost).
+      - libvirt itself refuses to shrink a volume below the space it has allocated.
     type: bool
     default: false
   wipe:
