@@ -17,8 +17,8 @@ State the collection keeps (``Markers``): what was uploaded into a volume, and
 a salted scrypt hash of a private secret's value - so an unchanged upload is not
 repeated and a private value need not be read back. It lives in files under
 ``/var/lib/hypervisor-libvirt/`` (directories 0700, files 0600) on the machine
-where the code runs, keyed by the hypervisor's host UUID (the same for every URI
-that reaches it) and the volume's key or the secret's UUID.
+where the code runs, keyed by the hypervisor's host name (the same for every URI
+that reaches it) and the pool's UUID and the volume's key or the secret's UUID.
 """
 
 from __future__ import annotations
@@ -564,12 +564,17 @@ class Markers:
 
 
 def host_id(host: Any) -> str:
-    """The hypervisor's own UUID (the same through every URI that reaches it), else the URI."""
+    """The hypervisor's host name: the same through every URI that reaches it and across daemon restarts
+    (the capabilities' host UUID is not, where the machine has no SMBIOS UUID and libvirt makes one up)."""
     try:
-        uuid = host.get_capabilities().findtext("host/uuid")
+        return host.get_hypervisor_hostname()
     except Exception:  # pylint: disable=broad-except
-        uuid = None
-    return uuid or host.uri
+        return host.uri
+
+
+def upload_key(host: Any, pool: Any, key: str) -> tuple[str, str, str]:
+    """What an upload record is filed under: the host, the pool's UUID and the volume's key."""
+    return host_id(host), host.call("reading the pool's UUID", lambda _c: pool.UUIDString()), key
 
 
 def file_digest(path: str) -> tuple[int, str]:
@@ -884,7 +889,7 @@ class PoolManager(_Manager):
                 def delete(v: Any = vol, n: str = vname) -> None:
                     key = self.host.call("reading the key of volume '%s'" % n, lambda _c: v.key())
                     self.host.call("deleting volume '%s'" % n, lambda _c: v.delete(0))
-                    uploads.drop((host_id(self.host), key))
+                    uploads.drop(upload_key(self.host, pool, key))
                 self.plan.act("delete-volume %s" % vname, delete)
         if active:
             self.plan.act("stop", lambda: self.host.call("stopping pool '%s'" % name, lambda _c: pool.destroy()))
@@ -978,7 +983,7 @@ class VolumeManager(_Manager):
         if state == "absent":
             if dest is not None or src is not None:
                 raise InvalidSpec("src" if src else "dest", "not with state=absent")
-            return self._absent(pool, name, vol, before, have, wipe, force)
+            return self._absent(ppool, pool, name, vol, before, have, wipe, force)
         if wipe:
             raise InvalidSpec("wipe", "only with state=absent")
         res: dict[str, Any] = {}
@@ -1116,7 +1121,7 @@ class VolumeManager(_Manager):
             self.host.call("refreshing the pool", lambda _c: ppool.refresh(0))
             _text, now = self._spec(vol)
             return Markers(self.state_dir, "uploads").put(
-                (host_id(self.host), now.get("key") or now.get("path") or ""),
+                upload_key(self.host, ppool, now.get("key") or now.get("path") or ""),
                 {"size": size, "sha256": digest, "source": os.path.abspath(src)})
         recorded = self.plan.act("upload %s" % src, send)
         res["upload_recorded"] = bool(recorded) if not self.check_mode else os.access(self.state_dir, os.W_OK) or \
@@ -1133,7 +1138,7 @@ class VolumeManager(_Manager):
         detected = file_format(src)
         if fmt is not None and fmt != detected:
             raise InvalidSpec("format", "%s is a %s file, not %s" % (src, detected, fmt))
-        key = (host_id(self.host), have.get("key") or have.get("path") or "")
+        key = upload_key(self.host, ppool, have.get("key") or have.get("path") or "")
         marker = Markers(self.state_dir, "uploads").get(key)
         file_size, digest = file_digest(src)
         if marker and marker.get("size") == file_size and marker.get("sha256") == digest:
@@ -1180,8 +1185,8 @@ class VolumeManager(_Manager):
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def _absent(self, pool: str, name: str, vol: Any, before: str | None, have: dict[str, Any] | None, wipe: bool,
-                force: bool) -> dict[str, Any]:
+    def _absent(self, ppool: Any, pool: str, name: str, vol: Any, before: str | None, have: dict[str, Any] | None,
+                wipe: bool, force: bool) -> dict[str, Any]:
         if vol is None:
             return self._result(pool, name, None, None, None, {})
         if not force:
@@ -1198,8 +1203,8 @@ class VolumeManager(_Manager):
         if wipe:
             self.plan.act("wipe", lambda: self.host.call("wiping volume '%s'" % name, lambda _c: vol.wipe(0)))
         self.plan.act("delete", lambda: self.host.call("deleting volume '%s'" % name, lambda _c: vol.delete(0)))
-        Markers(self.state_dir, "uploads").drop((host_id(self.host), have.get("key") or have.get("path") or "")) \
-            if not self.check_mode else None
+        if not self.check_mode:
+            Markers(self.state_dir, "uploads").drop(upload_key(self.host, ppool, have.get("key") or have.get("path") or ""))
         return self._result(pool, name, None, before, None, {})
 
     def _backed_by(self, path: str | None) -> list[str]:

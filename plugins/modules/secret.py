@@ -77,7 +77,7 @@ notes:
     from libvirt and compared. A private secret's value cannot be read, so when the module sets a value
     it records a salted, slow hash of it (scrypt) under C(/var/lib/hypervisor-libvirt/secrets/) on the
     machine where the module runs (directory 0700, file 0600 - only root reads or writes there), keyed
-    by URI and UUID; a later run compares O(value) with that hash. A private secret with a value the
+    by the hypervisor's host name and the secret's UUID; a later run compares O(value) with that hash. A private secret with a value the
     module did not record (set by someone else) is set once more with O(update_value=always). A value
     changed behind the module's back on a private secret is not detected; use O(update_value=on_create)
     to leave a private secret's value to whoever set it."

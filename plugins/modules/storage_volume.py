@@ -109,8 +109,9 @@ notes:
   - "How an unchanged upload is recognised: after an upload the module records the source's size and
     SHA-256 together with the volume's key in a marker file under C(/var/lib/hypervisor-libvirt/uploads/)
     on the machine where the module runs (directory mode 0700, file 0600 - only root writes there), keyed
-    by the URI, pool, volume name and key. A later run with the same URI, volume and key and a source of
-    the same size and checksum does not upload. A volume deleted and made again has a new marker; a
+    by the hypervisor's host name, the pool's UUID and the volume's key (so every URI that reaches the
+    hypervisor finds it). A later run for the same volume with a source of the same size and checksum
+    does not upload. A volume deleted and made again has a new marker; a
     volume changed after the upload by something else (a guest writing to it) is not uploaded over. When
     the marker directory cannot be written (not root), every run uploads and RV(upload_recorded) is false."
   - Errors in the input (a capacity of V(10XB), a backing volume that does not exist, a name with C(/),
