@@ -102,11 +102,11 @@ def plot_domain(runs: dict[str, Any], path: str) -> str:
 
 
 def plot_storage(summary: dict[str, Any], path: str) -> str:
-    """Median wall time of one upload of a sparse image, per method (ours, virsh, cp, and the floor)."""
+    """Median wall time of one upload of a sparse image, per image and method (ours, virsh, cp, the floor)."""
     plt = _pyplot()
     rows = summary["rows"]
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    colours = [OURS_COLOUR if r["method"].startswith("storage_volume") else PEER_COLOUR if r["method"] == "virsh"
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.42 * len(rows)))
+    colours = [OURS_COLOUR if "storage_volume" in r["method"] else PEER_COLOUR if "virsh" in r["method"]
                else "#888888" for r in rows]
     bars = ax.barh([r["method"] for r in rows], [r["median_s"] for r in rows], color=colours)
     for rect, row in zip(bars, rows):
@@ -114,7 +114,7 @@ def plot_storage(summary: dict[str, Any], path: str) -> str:
                     textcoords="offset points", xytext=(4, -3), fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("wall time, median of %d rounds (s)" % summary["rounds"])
-    title = "Upload of a %s sparse qcow2 with %d MiB of data (%s)" % (summary["size"], summary["data_mib"],
+    title = "Upload of a %s sparse image with %d MiB of data (%s)" % (summary["size"], summary["data_mib"],
                                                                       summary.get("machine", ""))
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)

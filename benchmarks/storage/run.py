@@ -1,21 +1,24 @@
 # Copyright (c) hypervisor.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Upload of a 2 GiB sparse qcow2 image: storage_volume vs virsh vol-upload --sparse vs cp --sparse=always.
+"""Upload of a 2 GiB sparse image (qcow2, and the same as raw): storage_volume vs virsh vol-upload --sparse vs cp.
 
 Run from the repository root with the project's venv (as root, a running libvirtd):
 
     .venv/bin/python benchmarks/storage/run.py [--size 2G] [--data-mib 96] [--rounds 3]
 
 Makes a qcow2 image of ``--size`` with qemu-img and writes ``--data-mib`` MiB of data into it
-(qemu-io, in 8 MiB pieces spread over the image), then, interleaved in each round:
+(qemu-io, in 8 MiB pieces spread over the image), converts it to a sparse raw file of the full
+size (``qemu-img convert -S 4k``: what a raw image with holes looks like), then, interleaved in each
+round, for each of the two files:
 
 - ``storage_volume`` - one ansible-playbook run of ``hypervisor.libvirt.storage_volume`` with
   ``src`` (the volume and its upload record removed before, so it really uploads), and the same
   task again (``unchanged``: the source is hashed and found uploaded already);
 - ``storage_volume (library)`` - the same upload through ``VolumeManager`` in this process (no Ansible);
-- ``virsh`` - ``virsh vol-create-as`` + ``virsh vol-upload --sparse``;
+- ``virsh`` - ``virsh vol-create-as`` + ``virsh vol-upload --sparse`` (for the raw file also
+  without ``--sparse``: every hole sent as zeros);
 - ``cp`` - ``cp --sparse=always`` into the pool's directory (the local limit: no libvirt, no stream);
-- ``ping`` - an ansible-playbook run of ``ansible.builtin.ping`` (what starting a playbook costs).
+- ``ping`` (once a round) - an ansible-playbook run of ``ansible.builtin.ping`` (what starting a playbook costs).
 
 Each result is checked: the volume holds the same bytes as the image (``cmp``), and its allocation
 is reported. Everything is named hvl-bench-st* and removed at the end, also on failure.
@@ -49,7 +52,7 @@ WORK = "/var/tmp/" + PREFIX
 POOL = PREFIX
 POOL_DIR = os.path.join(WORK, "pool")
 IMAGE = os.path.join(WORK, "source.qcow2")
-METHODS = ("cp", "virsh", "storage_volume (library)", "storage_volume", "storage_volume unchanged", "ping")
+RAW = os.path.join(WORK, "source.raw")
 
 
 def sh(*cmd: str, **kw) -> subprocess.CompletedProcess:
@@ -86,15 +89,40 @@ def ansible(play: str) -> float:
     return time.monotonic() - start
 
 
-def clean_volume(host: Host, name: str) -> None:
-    mgr = storage.VolumeManager(host, False)
-    mgr.ensure(POOL, name, state="absent", force=True)
-    if os.path.exists(os.path.join(POOL_DIR, name)):
-        os.unlink(os.path.join(POOL_DIR, name))
+def same(src: str, path: str) -> bool:
+    return subprocess.run(["cmp", "-s", src, path], check=False).returncode == 0
 
 
-def same(path: str) -> bool:
-    return subprocess.run(["cmp", "-s", IMAGE, path], check=False).returncode == 0
+def one_round(host: Host, rnd: int, fmt: str, src: str, plays: dict[str, str]) -> list[dict]:
+    """Every method once on one image; each result checked against the source."""
+    runs = []
+
+    def record(method: str, seconds: float, name: str | None) -> None:
+        runs.append({"round": rnd, "image": fmt, "method": "%s: %s" % (fmt, method), "seconds": seconds,
+                     "path": os.path.join(POOL_DIR, name) if name else None})
+
+    t = time.monotonic()
+    sh("cp", "--sparse=always", src, os.path.join(POOL_DIR, "cp." + fmt))
+    record("cp --sparse=always", time.monotonic() - t, "cp." + fmt)
+    for sparse in ((True, False) if fmt == "raw" else (True,)):
+        name = ("virsh." if sparse else "virsh-full.") + fmt
+        t = time.monotonic()
+        sh("virsh", "-q", "-c", URI, "vol-create-as", POOL, name, str(os.path.getsize(src)), "--format", "raw")
+        sh("virsh", "-q", "-c", URI, "vol-upload", *(["--sparse"] if sparse else []), name, src, "--pool", POOL)
+        record("virsh vol-upload" + (" --sparse" if sparse else " (not sparse)"), time.monotonic() - t, name)
+    t = time.monotonic()
+    storage.VolumeManager(host, False).ensure(POOL, "lib." + fmt, src=src)
+    record("storage_volume (library)", time.monotonic() - t, "lib." + fmt)
+    record("storage_volume", ansible(plays[fmt]), "ours." + fmt)
+    record("storage_volume unchanged", ansible(plays[fmt]), "ours." + fmt)
+    for r in runs:
+        detail = ""
+        if r["path"]:
+            r["same_bytes"] = same(src, r["path"])
+            r["allocated"] = allocated(r["path"])
+            detail = "  same=%s allocated=%d MiB" % (r["same_bytes"], r["allocated"] // 2 ** 20)
+        log("round %d %-40s %7.2f s%s" % (rnd, r["method"], r["seconds"], detail))
+    return runs
 
 
 def main() -> int:
@@ -112,44 +140,23 @@ def main() -> int:
     runs: list[dict] = []
     try:
         make_image(opts.size, opts.data_mib)
-        log("image %s: %d bytes, %d allocated" % (IMAGE, os.path.getsize(IMAGE), allocated(IMAGE)))
+        sh("qemu-img", "convert", "-O", "raw", "-S", "4k", IMAGE, RAW)
+        for path in (IMAGE, RAW):
+            log("image %s: %d bytes, %d allocated" % (path, os.path.getsize(path), allocated(path)))
         storage.PoolManager(host, False).ensure(POOL, spec={"type": "dir", "target": {"path": POOL_DIR}}, state="active")
-        upload = playbook(os.path.join(tmp, "upload.json"), {
-            "hypervisor.libvirt.storage_volume": {"uri": URI, "pool": POOL, "name": "ours.qcow2", "src": IMAGE}})
+        plays = {fmt: playbook(os.path.join(tmp, "upload-%s.json" % fmt), {
+            "hypervisor.libvirt.storage_volume": {"uri": URI, "pool": POOL, "name": "ours." + fmt, "src": src}})
+            for fmt, src in (("qcow2", IMAGE), ("raw", RAW))}
         ping = playbook(os.path.join(tmp, "ping.json"), {"ansible.builtin.ping": {}})
         for rnd in range(1, opts.rounds + 1):
-            t = time.monotonic()
-            sh("cp", "--sparse=always", IMAGE, os.path.join(POOL_DIR, "cp.qcow2"))
-            runs.append({"round": rnd, "method": "cp", "seconds": time.monotonic() - t,
-                         "path": os.path.join(POOL_DIR, "cp.qcow2")})
-
-            t = time.monotonic()
-            sh("virsh", "-q", "-c", URI, "vol-create-as", POOL, "virsh.qcow2", str(os.path.getsize(IMAGE)),
-               "--format", "raw")
-            sh("virsh", "-q", "-c", URI, "vol-upload", "--sparse", "virsh.qcow2", IMAGE, "--pool", POOL)
-            runs.append({"round": rnd, "method": "virsh", "seconds": time.monotonic() - t,
-                         "path": os.path.join(POOL_DIR, "virsh.qcow2")})
-
-            t = time.monotonic()
-            res = storage.VolumeManager(host, False).ensure(POOL, "lib.qcow2", src=IMAGE)
-            runs.append({"round": rnd, "method": "storage_volume (library)", "seconds": time.monotonic() - t,
-                         "path": res["path"]})
-
-            runs.append({"round": rnd, "method": "storage_volume", "seconds": ansible(upload),
-                         "path": os.path.join(POOL_DIR, "ours.qcow2")})
-            runs.append({"round": rnd, "method": "storage_volume unchanged", "seconds": ansible(upload),
-                         "path": os.path.join(POOL_DIR, "ours.qcow2")})
-            runs.append({"round": rnd, "method": "ping", "seconds": ansible(ping), "path": None})
-            for r in runs[-6:]:
-                detail = ""
-                if r["path"]:
-                    r["same_bytes"] = same(r["path"])
-                    r["allocated"] = allocated(r["path"])
-                    detail = "  same=%s allocated=%d MiB" % (r["same_bytes"], r["allocated"] // 2 ** 20)
-                log("round %d %-26s %7.2f s%s" % (rnd, r["method"], r["seconds"], detail))
-            for name in ("cp.qcow2", "virsh.qcow2", "lib.qcow2", "ours.qcow2"):
-                clean_volume(host, name)
-            storage.PoolManager(host, False).ensure(POOL, state="active", refresh=True)
+            for fmt, src in (("qcow2", IMAGE), ("raw", RAW)):
+                runs.extend(one_round(host, rnd, fmt, src, plays))
+                storage.PoolManager(host, False).ensure(POOL, state="active", refresh=True)  # the cp copy too
+                for vol in host.call("", lambda c: c.storagePoolLookupByName(POOL).listAllVolumes(0)):
+                    storage.VolumeManager(host, False).ensure(POOL, vol.name(), state="absent", force=True)
+            runs.append({"round": rnd, "image": None, "method": "ansible.builtin.ping (floor)",
+                         "seconds": ansible(ping), "path": None})
+            log("round %d %-40s %7.2f s" % (rnd, runs[-1]["method"], runs[-1]["seconds"]))
     finally:
         try:
             storage.PoolManager(host, False).ensure(POOL, state="absent", delete_storage=True, force=True)
@@ -161,7 +168,7 @@ def main() -> int:
     version = sh("virsh", "-c", URI, "version").stdout.split("library: libvirt ")[1].split()[0]
     summary = {"machine": "%d CPUs, libvirt %s" % (os.cpu_count() or 0, version),
                "size": opts.size, "data_mib": opts.data_mib, "rounds": opts.rounds, "rows": []}
-    for m in METHODS:
+    for m in dict.fromkeys(r["method"] for r in runs):
         times = [r["seconds"] for r in runs if r["method"] == m]
         sample = next((r for r in runs if r["method"] == m), {})
         alloc = (sample.get("allocated") or 0) // 2 ** 20 if sample.get("path") else None
