@@ -101,6 +101,29 @@ def plot_domain(runs: dict[str, Any], path: str) -> str:
     return path
 
 
+def plot_storage(summary: dict[str, Any], path: str) -> str:
+    """Median wall time of one upload of a sparse image, per image and method (ours, virsh, cp, the floor)."""
+    plt = _pyplot()
+    rows = summary["rows"]
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.42 * len(rows)))
+    colours = [OURS_COLOUR if "storage_volume" in r["method"] else PEER_COLOUR if "virsh" in r["method"]
+               else "#888888" for r in rows]
+    bars = ax.barh([r["method"] for r in rows], [r["median_s"] for r in rows], color=colours)
+    for rect, row in zip(bars, rows):
+        ax.annotate("%.2f s" % row["median_s"], (rect.get_width(), rect.get_y() + rect.get_height() / 2),
+                    textcoords="offset points", xytext=(4, -3), fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("wall time, median of %d rounds (s)" % summary["rounds"])
+    title = "Upload of a %s sparse image with %d MiB of data (%s)" % (summary["size"], summary["data_mib"],
+                                                                      summary.get("machine", ""))
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--recorded", action="store_true", help="draw from benchmarks/recorded/ (the figures the docs show)")
