@@ -10,7 +10,7 @@ only executed when not checking.
 
 Idempotency is semantic, never textual:
 
-* spec path: ``guest.spec_differences(spec, guest.parse_domain_xml(inactive))``,
+* spec path: ``domain_xml.spec_differences(spec, domain_xml.parse_domain_xml(inactive))``,
   over the fields the user gave.
 * xml path (``xml_differences``): every element, attribute and text the user
   wrote must be in libvirt's inactive XML with the same value (memory units
@@ -33,7 +33,7 @@ import stat
 import subprocess
 from typing import Any, Callable
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_xml
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import vif as vif_mod
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
@@ -311,7 +311,7 @@ def _desired(host: Any, req: DomainRequest) -> _Desired | None:
             canonical = machine_aliases(host).get(machine)
             if canonical:
                 spec = dict(spec, os=dict(spec["os"], machine=canonical))
-        element = guest_mod.guest_config(spec, host)
+        element = domain_xml.guest_config(spec, host)
         xmlutil.validate(element, "domain", "spec")
         given = set(req.spec) | {"name"}
         if spec.get("cpu", {}).get("topology"):
@@ -320,7 +320,7 @@ def _desired(host: Any, req: DomainRequest) -> _Desired | None:
         if spec.get("preserved"):
             # a redefinition keeps what libvirt holds beyond the modelled keys (its addresses, its
             # controllers): merge the spec's own elements, without the preserved ones
-            desired.merge_base = guest_mod.guest_config({k: v for k, v in spec.items() if k != "preserved"}, host)
+            desired.merge_base = domain_xml.guest_config({k: v for k, v in spec.items() if k != "preserved"}, host)
         return desired
     if req.xml is not None:
         element = xmlutil.parse(req.xml, "xml")
@@ -429,7 +429,7 @@ class _Converger:
             # over the keys the user named (and vcpus derived from a topology); a key validation adds
             # on its own (features.smm for secure boot) is ensured by merge_definition, not compared whole
             wanted = {k: v for k, v in self.desired.spec.items() if k in self.desired.given}
-            diffs = guest_mod.spec_differences(wanted, guest_mod.parse_domain_xml(xml))
+            diffs = domain_xml.spec_differences(wanted, domain_xml.parse_domain_xml(xml))
             # an empty list or dict asked for is what libvirt has when it has none of them
             return [d for d in diffs if not (d["before"] in (None, [], {}) and d["after"] in (None, [], {}))]
         return xml_differences(self.desired.element, xmlutil.parse(xml), self._aliases())
@@ -509,7 +509,7 @@ class _Converger:
             current = xmlutil.parse(before_xml)
             if self.desired.spec is not None:
                 # keys the spec leaves out keep what libvirt holds; raw XML is the whole definition
-                element = guest_mod.merge_definition(current, etree.fromstring(etree.tostring(self.desired.merge_base)),
+                element = domain_xml.merge_definition(current, etree.fromstring(etree.tostring(self.desired.merge_base)),
                                                      self.desired.given)
             _carry_identity(element, current)
         else:

@@ -4,7 +4,7 @@
 
 One dict describes a guest in libvirt's own vocabulary (snake_case). The same
 normalised form is produced from a user's spec (``validate_spec``) and from a
-domain XML read back (``guest.parse_domain_xml`` then ``validate_spec``), so the
+domain XML read back (``domain_xml.parse_domain_xml`` then ``validate_spec``), so the
 two can be compared field by field. Errors name the path (``disks[1].bus``).
 """
 

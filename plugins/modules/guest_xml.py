@@ -160,7 +160,7 @@ validated:
 """
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.ansible_libvirt import libvirt_module, run_module
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest, xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_xml, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
 
@@ -179,9 +179,9 @@ def main() -> None:
         spec = validate_spec(module.params["spec"])
         if module.params["uri"]:
             with Host(module.params["uri"], read_only=True) as host:
-                dom = guest.guest_config(spec, host)
+                dom = domain_xml.guest_config(spec, host)
         else:
-            dom = guest.guest_config(spec)
+            dom = domain_xml.guest_config(spec)
         validated = xmlutil.validate(dom, "domain", what="spec") if module.params["validate"] else False
         return {"changed": False, "xml": xmlutil.to_string(dom), "spec": spec, "validated": validated}
 

@@ -20,7 +20,7 @@ from lxml import etree
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.firewall import filter_config, parse_filter, canonical_filter
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import guest_config, parse_domain_xml
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_xml import guest_config, parse_domain_xml
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.network import check_spec, network_config, parse_network
 

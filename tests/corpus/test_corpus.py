@@ -27,7 +27,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import lib
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import DomainRequest, converge
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import HypervisorError, InvalidSpec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.firewall import NWFilterFirewall, parse_filter
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import parse_domain_xml
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_xml import parse_domain_xml
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.network import NetworkManager, parse_network
 

@@ -436,8 +436,8 @@ def _refused_to_run_but_definable(real, name, spec, path, words):
 def test_secure_boot_without_features_keeps_the_features_and_settles():
     # features the spec does not name are not compared whole against the smm secure boot implies
     from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain as domain_mod
-    from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
-    current = guest_mod.guest_config({"name": "sb", "type": "test", "memory": 64,
+    from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_xml
+    current = domain_xml.guest_config({"name": "sb", "type": "test", "memory": 64,
                                       "os": {"firmware": "efi", "secure_boot": True},
                                       "features": {"acpi": True, "apic": True}})
     req = DomainRequest(name="sb", spec={"name": "sb", "type": "test", "memory": 64,
@@ -445,7 +445,7 @@ def test_secure_boot_without_features_keeps_the_features_and_settles():
     desired = domain_mod._desired(None, req)
     conv = domain_mod._Converger(None, req, desired, check_mode=True)
     assert conv._differences(xmlutil.to_string(current)) == []
-    merged = guest_mod.merge_definition(current, desired.element, desired.given)
+    merged = domain_xml.merge_definition(current, desired.element, desired.given)
     assert {f.tag for f in merged.find("features")} == {"acpi", "apic", "smm"}
 
 

@@ -8,7 +8,7 @@ from lxml import etree
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import xml_differences
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import guest_xml, parse_domain_xml
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_xml import guest_xml, parse_domain_xml
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 
 
