@@ -37,6 +37,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_x
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import vif as vif_mod
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model import LIBVIRT_ADDED_DEVICES
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
@@ -53,11 +54,6 @@ STATES = ("present", "running", "paused", "shutdown", "destroyed", "absent")
 LIBVIRT_ADDED_TOP = frozenset({
     "uuid", "currentMemory", "cpu", "clock", "on_poweroff", "on_reboot", "on_crash", "pm",
     "resource", "seclabel", "keywrap", "genid", "vcpus",
-})
-# Children of <devices> libvirt adds on its own (implicit controllers, inputs, the
-# console that mirrors a serial port, balloon, audio and video that go with graphics).
-LIBVIRT_ADDED_DEVICES = frozenset({
-    "emulator", "controller", "input", "audio", "memballoon", "console", "video",
 })
 
 _UNITS = {

@@ -19,22 +19,16 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils import model as
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil as _xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import HypervisorError as _HypervisorError, InvalidSpec
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import (
-    METADATA_NS,
-    UNIT_BYTES,
-    order_disks,
-    validate_spec,
-)
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model import DEVICES, onoff, put, yes
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import METADATA_NS, SPEC, validate_spec
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import difference
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import UNIT_BYTES, Dict, Either, List, Map
 
 _SYSINFO_TAGS = {"bios": "bios", "system": "system", "base_board": "baseBoard", "chassis": "chassis"}
 
 
 _el = _xmlutil.element
 _sub = _xmlutil.sub
-
-
-def _onoff(value: bool) -> str:
-    return "on" if value else "off"
 
 
 # ---------------------------------------------------------------- CPU
@@ -103,46 +97,6 @@ def memory_backing_config(backing: dict) -> Any:
 
 # ---------------------------------------------------------------- storage
 
-def disk_config(disk: dict) -> Any:
-    """One <disk> (the blueprint's _get_guest_disk_config): file, block or network source."""
-    el = _el("disk", {"type": disk["type"], "device": disk["device"]})
-    if any(k in disk for k in ("format", "cache", "io", "discard")):
-        _sub(el, "driver", {"name": "qemu", "type": disk.get("format"), "cache": disk.get("cache"),
-                            "io": disk.get("io"), "discard": disk.get("discard")})
-    src = disk.get("source")
-    if src is not None:
-        if disk["type"] == "network":
-            s = _sub(el, "source", {"protocol": src["protocol"], "name": src.get("name")})
-            for host in src.get("hosts", []):
-                _sub(s, "host", {"name": host.get("name"), "port": host.get("port"),
-                                 "transport": host.get("transport"), "socket": host.get("socket")})
-            auth = src.get("auth")
-            if auth:
-                a = _sub(s, "auth", {"username": auth["username"]})
-                _sub(a, "secret", {"type": auth.get("secret_type"), "uuid": auth.get("secret_uuid"),
-                                   "usage": auth.get("secret_usage")})
-        else:
-            _sub(el, "source", {"file" if disk["type"] == "file" else "dev": src})
-    _sub(el, "target", {"dev": disk["target"], "bus": disk["bus"]})
-    if disk.get("readonly"):
-        _sub(el, "readonly")
-    if disk.get("shareable"):
-        _sub(el, "shareable")
-    if "serial" in disk:
-        _sub(el, "serial", None, disk["serial"])
-    if "boot_order" in disk:
-        _sub(el, "boot", {"order": disk["boot_order"]})
-    return el
-
-
-def storage_config(disks: list[dict]) -> list[Any]:
-    """Every <disk> in libvirt's order, with derived targets, plus the virtio-scsi controller if needed."""
-    disks = order_disks([dict(d) for d in disks])
-    out = [disk_config(d) for d in disks]
-    if any(d["bus"] == "scsi" for d in disks):
-        out.append(_el("controller", {"type": "scsi", "index": 0, "model": "virtio-scsi"}))
-    return out
-
 
 # ---------------------------------------------------------------- sysinfo, os, features, clock
 
@@ -208,7 +162,7 @@ def features_config(features: dict) -> Any:
         if name in ("acpi", "apic", "pae", "viridian", "privnet"):
             _sub(el, name)
         else:
-            _sub(el, name, {"state": _onoff(on)})
+            _sub(el, name, {"state": onoff(on)})
     return el
 
 
@@ -222,132 +176,6 @@ def clock_config(clock: dict) -> Any:
 
 
 # ---------------------------------------------------------------- devices
-
-def interface_config(iface: dict) -> Any:
-    """One <interface>: source by type, MAC, model, MTU, VLANs, virtualport, bandwidth, filterref."""
-    el = _el("interface", {"type": iface["type"]})
-    if "mac" in iface:
-        _sub(el, "mac", {"address": iface["mac"]})
-    src = iface.get("source")
-    if iface["type"] == "network":
-        _sub(el, "source", {"network": src})
-    elif iface["type"] == "bridge":
-        _sub(el, "source", {"bridge": src})
-    elif iface["type"] == "direct":
-        _sub(el, "source", {"dev": src["dev"], "mode": src["mode"]})
-    vport = iface.get("virtualport")
-    if vport:
-        vp = _sub(el, "virtualport", {"type": vport["type"]})
-        if vport.get("parameters"):
-            _sub(vp, "parameters", vport["parameters"])
-    if "target" in iface:
-        _sub(el, "target", {"dev": iface["target"]})
-    _sub(el, "model", {"type": iface["model"]})
-    if "queues" in iface:
-        _sub(el, "driver", {"queues": iface["queues"]})
-    if "mtu" in iface:
-        _sub(el, "mtu", {"size": iface["mtu"]})
-    if "link_state" in iface:
-        _sub(el, "link", {"state": iface["link_state"]})
-    vlan = iface.get("vlan")
-    if vlan:
-        v = _sub(el, "vlan", {"trunk": True if vlan["trunk"] else None})
-        for tag in vlan["tags"]:
-            _sub(v, "tag", {"id": tag})
-    bw = iface.get("bandwidth")
-    if bw:
-        b = _sub(el, "bandwidth")
-        for direction in ("inbound", "outbound"):
-            if direction in bw:
-                _sub(b, direction, bw[direction])
-    flt = iface.get("filter")
-    if flt:
-        f = _sub(el, "filterref", {"filter": flt["name"]})
-        for name, value in flt.get("parameters", {}).items():
-            for v in (value if isinstance(value, list) else [value]):
-                _sub(f, "parameter", {"name": name, "value": v})
-    if "boot_order" in iface:
-        _sub(el, "boot", {"order": iface["boot_order"]})
-    return el
-
-
-def pci_device_config(hostdev: dict | str) -> Any:
-    """<hostdev type='pci'> from "0000:03:00.1" or {pci, managed, rom_bar} (the blueprint's _get_guest_pci_device)."""
-    if isinstance(hostdev, str):
-        hostdev = {"pci": hostdev, "managed": True}
-    dom, bus, rest = hostdev["pci"].split(":")
-    slot, func = rest.split(".")
-    el = _el("hostdev", {"mode": "subsystem", "type": "pci", "managed": hostdev.get("managed", True)})
-    src = _sub(el, "source")
-    _sub(src, "address", {"domain": "0x" + dom, "bus": "0x" + bus, "slot": "0x" + slot, "function": "0x" + func})
-    if "rom_bar" in hostdev:
-        _sub(el, "rom", {"bar": _onoff(hostdev["rom_bar"])})
-    return el
-
-
-def graphics_config(graphics: dict) -> Any:
-    """<graphics> (vnc or spice) with listen address, port or autoport, password."""
-    el = _el("graphics", {"type": graphics["type"], "port": graphics.get("port"),
-                          "autoport": graphics.get("autoport"), "passwd": graphics.get("password"),
-                          "keymap": graphics.get("keymap")})
-    if "listen" in graphics:
-        _sub(el, "listen", {"type": "address", "address": graphics["listen"]})
-    return el
-
-
-def video_config(video: dict) -> Any:
-    """<video><model/></video>."""
-    el = _el("video")
-    _sub(el, "model", {"type": video["model"], "vram": video.get("vram"), "heads": video.get("heads")})
-    return el
-
-
-def chardev_config(tag: str, dev: dict) -> Any:
-    """A <serial>, <console> or <channel>: source by type, log, target."""
-    el = _el(tag, {"type": dev["type"]})
-    typ = dev["type"]
-    if typ in ("file", "dev", "pipe"):
-        _sub(el, "source", {"path": dev["path"]})
-    elif typ == "unix":
-        _sub(el, "source", {"mode": dev.get("mode", "bind"), "path": dev.get("path")})
-    elif typ == "tcp":
-        _sub(el, "source", {"mode": dev.get("mode", "bind"), "host": dev["host"], "service": dev["port"]})
-    if "log" in dev:
-        _sub(el, "log", {"file": dev["log"]})
-    if tag == "channel":
-        _sub(el, "target", {"type": dev["target_type"], "name": dev.get("name")})
-    elif "target_type" in dev or "target_port" in dev:
-        _sub(el, "target", {"type": dev.get("target_type"), "port": dev.get("target_port")})
-    return el
-
-
-def rng_config(rng: dict) -> Any:
-    """<rng model='virtio'> with a random backend."""
-    el = _el("rng", {"model": rng["model"]})
-    _sub(el, "backend", {"model": "random"}, rng["backend"])
-    return el
-
-
-def tpm_config(tpm: dict) -> Any:
-    """<tpm>: an emulated swtpm or a passed-through host TPM."""
-    el = _el("tpm", {"model": tpm.get("model")})
-    be = _sub(el, "backend", {"type": tpm["type"], "version": tpm.get("version")})
-    if tpm["type"] == "passthrough":
-        _sub(be, "device", {"path": tpm["path"]})
-    return el
-
-
-def watchdog_config(watchdog: dict) -> Any:
-    """<watchdog> with its model and action."""
-    return _el("watchdog", {"model": watchdog["model"], "action": watchdog.get("action")})
-
-
-def memballoon_config(balloon: dict) -> Any:
-    """<memballoon>, with a stats period when given."""
-    el = _el("memballoon", {"model": balloon["model"]})
-    if "period" in balloon:
-        _sub(el, "stats", {"period": balloon["period"]})
-    return el
 
 
 def metadata_config(metadata: dict) -> Any:
@@ -445,23 +273,9 @@ def guest_config(spec: dict, host: Any = None) -> Any:
     devices = _sub(dom, "devices")
     if hd.get("emulator"):
         _sub(devices, "emulator", None, hd["emulator"])
-    devices.extend(storage_config(spec.get("disks", [])))
-    devices.extend(interface_config(i) for i in spec.get("interfaces", []))
-    devices.extend(chardev_config("serial", s) for s in spec.get("serials", []))
-    devices.extend(chardev_config("console", c) for c in spec.get("consoles", []))
-    devices.extend(chardev_config("channel", c) for c in spec.get("channels", []))
-    if "tpm" in spec:
-        devices.append(tpm_config(spec["tpm"]))
-    devices.extend(graphics_config(g) for g in spec.get("graphics", []))
-    if "video" in spec:
-        devices.append(video_config(spec["video"]))
-    devices.extend(pci_device_config(h) for h in spec.get("hostdevs", []))
-    if "watchdog" in spec:
-        devices.append(watchdog_config(spec["watchdog"]))
-    if "memballoon" in spec:
-        devices.append(memballoon_config(spec["memballoon"]))
-    if "rng" in spec:
-        devices.append(rng_config(spec["rng"]))
+    for kind in DEVICES:
+        if kind.key in spec:
+            devices.extend(kind.build_all(spec[kind.key]))
     if spec.get("preserved"):
         _model.overlay(dom, _model.from_text(spec["preserved"]))
         etree.cleanup_namespaces(dom)  # the residual's own namespace does not reach the domain
@@ -478,12 +292,7 @@ SPEC_TOP_ELEMENTS: dict[str, tuple[str, ...]] = {
     "os": ("os",), "features": ("features",), "clock": ("clock",), "sysinfo": ("sysinfo",),
     "on_poweroff": ("on_poweroff",), "on_reboot": ("on_reboot",), "on_crash": ("on_crash",),
 }
-SPEC_DEVICE_ELEMENTS: dict[str, tuple[str, ...]] = {
-    "disks": ("disk",), "interfaces": ("interface",), "hostdevs": ("hostdev",),
-    "graphics": ("graphics",), "video": ("video",), "serials": ("serial",), "consoles": ("console",),
-    "channels": ("channel",), "rng": ("rng",), "tpm": ("tpm",), "watchdog": ("watchdog",),
-    "memballoon": ("memballoon",),
-}
+SPEC_DEVICE_ELEMENTS: dict[str, tuple[str, ...]] = {kind.key: (kind.tag,) for kind in DEVICES}
 
 
 def _replace_children(parent: Any, new_parent: Any, tags: tuple[str, ...], before: str | None = None) -> None:
@@ -498,15 +307,11 @@ def _replace_children(parent: Any, new_parent: Any, tags: tuple[str, ...], befor
         parent.insert(index + offset, copy.deepcopy(c))
 
 
-def _device_key(el: Any) -> tuple | None:
-    """What identifies a disk (target), an interface (MAC) or a host device (source) across a redefinition."""
-    if el.tag == "disk" and el.find("target") is not None:
-        return ("disk", el.find("target").get("dev"))
-    if el.tag == "interface" and el.find("mac") is not None:
-        return ("interface", (el.find("mac").get("address") or "").lower())
-    if el.tag == "hostdev" and el.find("source/address") is not None:
-        return ("hostdev",) + tuple(sorted(el.find("source/address").attrib.items()))
-    return None
+def _identity(el: Any) -> tuple | None:
+    """What identifies a device across a redefinition (a disk's target, a NIC's MAC, a host device's source)."""
+    ident = _model.IDENTITY.get(el.tag) if isinstance(el.tag, str) else None
+    value = ident(el) if ident is not None else None
+    return (el.tag, value) if value is not None else None
 
 
 def merge_definition(current: Any, generated: Any, given: set[str] | frozenset[str]) -> Any:
@@ -575,13 +380,13 @@ def merge_definition(current: Any, generated: Any, given: set[str] | frozenset[s
                 dev.remove(addr)
     addresses = {}
     for el in devices:
-        key = _device_key(el) if isinstance(el.tag, str) else None
+        key = _identity(el)
         if key and el.find("address") is not None:
             addresses[key] = el.find("address")
     for key in sorted(given & set(SPEC_DEVICE_ELEMENTS)):
         _replace_children(devices, gen_devices, SPEC_DEVICE_ELEMENTS[key])
     for el in devices:
-        key = _device_key(el) if isinstance(el.tag, str) else None
+        key = _identity(el)
         if key in addresses and el.find("address") is None:
             el.append(copy.deepcopy(addresses[key]))
     if "disks" in given:
@@ -619,36 +424,27 @@ def _mib(el: Any, attr: str | None = None, unit_attr: str = "unit") -> int:
     return int(round(_kib(el, attr, unit_attr) / 1024))
 
 
-def _yes(value: str | None) -> bool:
-    return value in ("yes", "on")
-
-
-def _put(out: dict, key: str, value: Any) -> None:
-    if value is not None and value != {} and value != []:
-        out[key] = value
-
-
 def _parse_cpu(el: Any) -> dict:
     cpu: dict[str, Any] = {}
-    _put(cpu, "mode", el.get("mode"))
+    put(cpu, "mode", el.get("mode"))
     model = el.find("model")
     if model is not None and (model.text or "").strip():
         cpu["model"] = model.text.strip()
-        _put(cpu, "fallback", model.get("fallback"))
+        put(cpu, "fallback", model.get("fallback"))
     if el.findtext("vendor"):
         cpu["vendor"] = el.findtext("vendor")
     topo = el.find("topology")
     if topo is not None:
         cpu["topology"] = {k: int(topo.get(k, 1)) for k in ("sockets", "dies", "cores", "threads")}
-    _put(cpu, "features", {f.get("name"): f.get("policy", "require") for f in el.findall("feature")})
+    put(cpu, "features", {f.get("name"): f.get("policy", "require") for f in el.findall("feature")})
     cells = []
     for index, cell in enumerate(el.findall("numa/cell")):
         c = {"cpus": cell.get("cpus"), "memory": _mib(cell, "memory")}
         # a cell without id is numbered by its place, as libvirt numbers it
         c["id"] = _model.c_int(cell.get("id")) if cell.get("id") is not None else index
-        _put(c, "mem_access", cell.get("memAccess"))
+        put(c, "mem_access", cell.get("memAccess"))
         cells.append(c)
-    _put(cpu, "numa", cells)
+    put(cpu, "numa", cells)
     if cpu.get("mode") == "custom" and "model" not in cpu:
         del cpu["mode"]  # libvirt writes mode='custom' for a bare topology
     return cpu
@@ -658,8 +454,8 @@ def _parse_os(el: Any) -> dict:
     os_spec: dict[str, Any] = {}
     typ = el.find("type")
     if typ is not None:
-        _put(os_spec, "arch", typ.get("arch"))
-        _put(os_spec, "machine", typ.get("machine"))
+        put(os_spec, "arch", typ.get("arch"))
+        put(os_spec, "machine", typ.get("machine"))
     loader = el.find("loader")
     if el.get("firmware") == "efi" or (loader is not None and loader.get("type") == "pflash"):
         os_spec["firmware"] = "efi"
@@ -667,205 +463,14 @@ def _parse_os(el: Any) -> dict:
         os_spec["firmware"] = "bios"
     for feat in el.findall("firmware/feature"):
         if feat.get("name") == "secure-boot":
-            os_spec["secure_boot"] = _yes(feat.get("enabled"))
+            os_spec["secure_boot"] = yes(feat.get("enabled"))
     if "secure_boot" not in os_spec and loader is not None and loader.get("secure"):
-        os_spec["secure_boot"] = _yes(loader.get("secure"))
+        os_spec["secure_boot"] = yes(loader.get("secure"))
     for key in ("kernel", "initrd", "cmdline"):
         if el.find(key) is not None:
             os_spec[key] = el.findtext(key) or ""
-    _put(os_spec, "boot", [b.get("dev") for b in el.findall("boot")])
+    put(os_spec, "boot", [b.get("dev") for b in el.findall("boot")])
     return os_spec
-
-
-def _parse_disk(el: Any) -> dict | None:
-    disk: dict[str, Any] = {"type": el.get("type", "file"), "device": el.get("device", "disk")}
-    if disk["type"] not in ("file", "block", "network"):
-        return None
-    drv = el.find("driver")
-    if drv is not None:
-        for attr, key in (("type", "format"), ("cache", "cache"), ("io", "io"), ("discard", "discard")):
-            _put(disk, key, drv.get(attr))
-    src = el.find("source")
-    if src is not None:
-        if disk["type"] == "network":
-            s: dict[str, Any] = {"protocol": src.get("protocol")}
-            _put(s, "name", src.get("name"))
-            hosts = []
-            for h in src.findall("host"):
-                host: dict[str, Any] = {}
-                _put(host, "name", h.get("name"))
-                if h.get("port"):
-                    host["port"] = int(h.get("port"))
-                _put(host, "transport", h.get("transport"))
-                _put(host, "socket", h.get("socket"))
-                hosts.append(host)
-            _put(s, "hosts", hosts)
-            auth = src.find("auth")
-            if auth is None:
-                auth = el.find("auth")
-            if auth is not None:
-                a = {"username": auth.get("username")}
-                secret = auth.find("secret")
-                if secret is not None:
-                    _put(a, "secret_type", secret.get("type"))
-                    _put(a, "secret_uuid", secret.get("uuid"))
-                    _put(a, "secret_usage", secret.get("usage"))
-                s["auth"] = a
-            disk["source"] = s
-        else:
-            path = src.get("file") if disk["type"] == "file" else src.get("dev")
-            _put(disk, "source", path)
-    tgt = el.find("target")
-    if tgt is not None:
-        _put(disk, "target", tgt.get("dev"))
-        _put(disk, "bus", tgt.get("bus"))
-    for flag in ("readonly", "shareable"):
-        if el.find(flag) is not None:
-            disk[flag] = True
-    if disk["device"] == "floppy":
-        disk["readonly"] = el.find("readonly") is not None  # a floppy is writable unless it says so
-    if el.find("serial") is not None:
-        disk["serial"] = el.findtext("serial") or ""
-    boot = el.find("boot")
-    if boot is not None:
-        disk["boot_order"] = int(boot.get("order"))
-    return disk
-
-
-def _parse_interface(el: Any) -> dict | None:
-    typ = el.get("type")
-    if typ not in ("network", "bridge", "direct", "ethernet", "user"):
-        return None
-    iface: dict[str, Any] = {"type": typ}
-    src = el.find("source")
-    if src is not None:
-        if typ == "network":
-            _put(iface, "source", src.get("network"))
-        elif typ == "bridge":
-            _put(iface, "source", src.get("bridge"))
-        elif typ == "direct":
-            iface["source"] = {"dev": src.get("dev"), "mode": src.get("mode", "vepa")}
-    mac = el.find("mac")
-    if mac is not None:
-        iface["mac"] = mac.get("address").lower()
-    model = el.find("model")
-    if model is not None:
-        iface["model"] = model.get("type")
-    drv = el.find("driver")
-    if drv is not None and drv.get("queues"):
-        iface["queues"] = int(drv.get("queues"))
-    mtu = el.find("mtu")
-    if mtu is not None:
-        iface["mtu"] = int(mtu.get("size"))
-    link = el.find("link")
-    if link is not None:
-        iface["link_state"] = link.get("state")
-    vlan = el.find("vlan")
-    if vlan is not None:
-        iface["vlan"] = {"tags": [int(t.get("id")) for t in vlan.findall("tag")], "trunk": _yes(vlan.get("trunk"))}
-    vp = el.find("virtualport")
-    if vp is not None:
-        v: dict[str, Any] = {"type": vp.get("type")}
-        params = vp.find("parameters")
-        if params is not None and len(params.attrib):
-            v["parameters"] = dict(params.attrib)
-        iface["virtualport"] = v
-    bw = el.find("bandwidth")
-    if bw is not None:
-        b = {}
-        for direction in ("inbound", "outbound"):
-            d = bw.find(direction)
-            if d is not None:
-                b[direction] = {k: int(v) for k, v in d.attrib.items()}
-        _put(iface, "bandwidth", b)
-    fr = el.find("filterref")
-    if fr is not None:
-        params: dict[str, Any] = {}
-        for p in fr.findall("parameter"):
-            name, value = p.get("name"), p.get("value")
-            if name in params:
-                prev = params[name]
-                params[name] = (prev if isinstance(prev, list) else [prev]) + [value]
-            else:
-                params[name] = value
-        f: dict[str, Any] = {"name": fr.get("filter")}
-        _put(f, "parameters", params)
-        iface["filter"] = f
-    tgt = el.find("target")
-    if tgt is not None and tgt.get("dev"):
-        iface["target"] = tgt.get("dev")
-    boot = el.find("boot")
-    if boot is not None:
-        iface["boot_order"] = int(boot.get("order"))
-    return iface
-
-
-def _parse_chardev(el: Any, tag: str) -> dict:
-    dev: dict[str, Any] = {"type": el.get("type", "pty")}
-    src = el.find("source")
-    typ = dev["type"]
-    if src is None and typ == "unix":
-        dev["mode"] = "bind"  # libvirt drops a path-less <source mode='bind'/> and makes the socket itself
-    if src is not None:
-        if typ in ("file", "dev", "pipe", "unix"):
-            _put(dev, "path", src.get("path"))
-        if typ in ("unix", "tcp"):
-            _put(dev, "mode", src.get("mode"))
-        if typ == "tcp":
-            _put(dev, "host", src.get("host"))
-            if src.get("service"):
-                dev["port"] = int(src.get("service"))
-    log = el.find("log")
-    if log is not None:
-        dev["log"] = log.get("file")
-    tgt = el.find("target")
-    if tgt is not None:
-        if tag == "channel":
-            _put(dev, "target_type", tgt.get("type"))
-            _put(dev, "name", tgt.get("name"))
-        else:
-            if tag == "console":
-                _put(dev, "target_type", tgt.get("type"))
-            if tgt.get("port") is not None:
-                dev["target_port"] = int(tgt.get("port"))
-    return dev
-
-
-def _parse_hostdev(el: Any) -> dict | None:
-    if el.get("mode", "subsystem") != "subsystem" or el.get("type") != "pci":
-        return None
-    addr = el.find("source/address")
-    if addr is None:
-        return None
-    parts = [_model.c_int(addr.get(k, "0")) for k in ("domain", "bus", "slot", "function")]
-    if None in parts:
-        return None
-    pci = "%04x:%02x:%02x.%x" % tuple(parts)
-    h: dict[str, Any] = {"pci": pci, "managed": _yes(el.get("managed"))}
-    rom = el.find("rom")
-    if rom is not None and rom.get("bar"):
-        h["rom_bar"] = _yes(rom.get("bar"))
-    return h
-
-
-def _parse_graphics(el: Any) -> dict:
-    g: dict[str, Any] = {"type": el.get("type")}
-    if g["type"] not in ("vnc", "spice"):
-        return g  # sdl, egl-headless, dbus: their attributes are preserved as they are
-    listen = el.find("listen")
-    address = listen.get("address") if listen is not None else None
-    _put(g, "listen", address or el.get("listen"))
-    port = el.get("port")
-    autoport = el.get("autoport")
-    if autoport is not None:
-        g["autoport"] = _yes(autoport)
-    elif port in (None, "-1"):
-        g["autoport"] = True
-    if port not in (None, "-1") and not g.get("autoport"):
-        g["port"] = int(port)
-    _put(g, "password", el.get("passwd"))
-    _put(g, "keymap", el.get("keymap"))
-    return g
 
 
 def parse_domain_xml(xml: Any) -> dict:
@@ -878,8 +483,8 @@ def parse_domain_xml(xml: Any) -> dict:
     """
     dom = _xmlutil.parse(xml, "domain XML") if isinstance(xml, (str, bytes)) else xml
     spec: dict[str, Any] = {"name": dom.findtext("name")}
-    _put(spec, "uuid", (dom.findtext("uuid") or "").lower() or None)
-    _put(spec, "type", dom.get("type"))
+    put(spec, "uuid", (dom.findtext("uuid") or "").lower() or None)
+    put(spec, "type", dom.get("type"))
     if dom.find("title") is not None:
         spec["title"] = dom.findtext("title") or ""
     if dom.find("description") is not None:
@@ -904,52 +509,52 @@ def parse_domain_xml(xml: Any) -> dict:
             pages = []
             for page in hp.findall("page"):
                 p: dict[str, Any] = {"size": _mib(page, "size")}
-                _put(p, "nodeset", page.get("nodeset"))
+                put(p, "nodeset", page.get("nodeset"))
                 pages.append(p)
             backing["hugepages"] = pages or True
         for flag in ("locked", "nosharepages"):
             if mb.find(flag) is not None:
                 backing[flag] = True
-        _put(spec, "memory_backing", backing)
+        put(spec, "memory_backing", backing)
     vcpu = dom.find("vcpu")
     if vcpu is not None:
         spec["vcpus"] = int(vcpu.text)
     ct = dom.find("cputune")
     if ct is not None:
         cputune: dict[str, Any] = {}
-        _put(cputune, "vcpupin", {int(p.get("vcpu")): p.get("cpuset") for p in ct.findall("vcpupin")})
+        put(cputune, "vcpupin", {int(p.get("vcpu")): p.get("cpuset") for p in ct.findall("vcpupin")})
         ep = ct.find("emulatorpin")
         if ep is not None:
             cputune["emulatorpin"] = ep.get("cpuset")
-        _put(spec, "cputune", cputune)
+        put(spec, "cputune", cputune)
     nt = dom.find("numatune")
     if nt is not None:
         numatune: dict[str, Any] = {}
         m = nt.find("memory")
         if m is not None:
-            _put(numatune, "mode", m.get("mode"))
-            _put(numatune, "nodeset", m.get("nodeset"))
+            put(numatune, "mode", m.get("mode"))
+            put(numatune, "nodeset", m.get("nodeset"))
         nodes = []
         for n in nt.findall("memnode"):
             node: dict[str, Any] = {"cellid": int(n.get("cellid")), "nodeset": n.get("nodeset")}
-            _put(node, "mode", n.get("mode"))
+            put(node, "mode", n.get("mode"))
             nodes.append(node)
-        _put(numatune, "memnodes", nodes)
-        _put(spec, "numatune", numatune)
+        put(numatune, "memnodes", nodes)
+        put(spec, "numatune", numatune)
     si = dom.find("sysinfo")
     if si is not None and si.get("type", "smbios") == "smbios":
         sysinfo: dict[str, Any] = {}
         for key, tag in _SYSINFO_TAGS.items():
             sec = si.find(tag)
             if sec is not None:
-                _put(sysinfo, key, {e.get("name"): e.text or "" for e in sec.findall("entry")})
+                put(sysinfo, key, {e.get("name"): e.text or "" for e in sec.findall("entry")})
         oem = si.find("oemStrings")
         if oem is not None:
-            _put(sysinfo, "oem_strings", [e.text or "" for e in oem.findall("entry")])
-        _put(spec, "sysinfo", sysinfo)
+            put(sysinfo, "oem_strings", [e.text or "" for e in oem.findall("entry")])
+        put(spec, "sysinfo", sysinfo)
     os_el = dom.find("os")
     if os_el is not None:
-        _put(spec, "os", _parse_os(os_el))
+        put(spec, "os", _parse_os(os_el))
     feats = dom.find("features")
     if feats is not None:
         features = {}
@@ -961,75 +566,33 @@ def parse_domain_xml(xml: Any) -> dict:
                 features[name] = True
             elif name in ("hap", "pvspinlock", "pmu", "vmport", "smm", "vmcoreinfo", "htm", "ps2"):
                 features[name] = f.get("state", "on") == "on"
-        _put(spec, "features", features)
+        put(spec, "features", features)
     cpu_el = dom.find("cpu")
     if cpu_el is not None:
-        _put(spec, "cpu", _parse_cpu(cpu_el))
+        put(spec, "cpu", _parse_cpu(cpu_el))
     clk = dom.find("clock")
     if clk is not None:
         clock: dict[str, Any] = {"offset": clk.get("offset", "utc")}
-        _put(clock, "timezone", clk.get("timezone"))
+        put(clock, "timezone", clk.get("timezone"))
         timers = []
         for t in clk.findall("timer"):
             timer: dict[str, Any] = {"name": t.get("name")}
-            _put(timer, "tickpolicy", t.get("tickpolicy"))
+            put(timer, "tickpolicy", t.get("tickpolicy"))
             if t.get("present"):
-                timer["present"] = _yes(t.get("present"))
+                timer["present"] = yes(t.get("present"))
             timers.append(timer)
-        _put(clock, "timers", timers)
+        put(clock, "timers", timers)
         spec["clock"] = clock
     for key in ("on_poweroff", "on_reboot", "on_crash"):
         if dom.findtext(key):
             spec[key] = dom.findtext(key)
     devs = dom.find("devices")
     if devs is None:
-        _put(spec, "preserved", _preserved(dom, spec))
+        put(spec, "preserved", _preserved(dom, spec))
         return spec
-    _put(spec, "disks", [d for d in (_parse_disk(e) for e in devs.findall("disk")) if d is not None])
-    _put(spec, "interfaces", [i for i in (_parse_interface(e) for e in devs.findall("interface")) if i is not None])
-    _put(spec, "hostdevs", [h for h in (_parse_hostdev(e) for e in devs.findall("hostdev")) if h is not None])
-    _put(spec, "graphics", [_parse_graphics(e) for e in devs.findall("graphics")])
-    video = devs.find("video/model")
-    if video is not None:
-        v: dict[str, Any] = {"model": video.get("type")}
-        for attr in ("vram", "heads"):
-            if video.get(attr):
-                v[attr] = int(video.get(attr))
-        spec["video"] = v
-    _put(spec, "serials", [_parse_chardev(e, "serial") for e in devs.findall("serial")])
-    _put(spec, "consoles", [_parse_chardev(e, "console") for e in devs.findall("console")])
-    _put(spec, "channels", [_parse_chardev(e, "channel") for e in devs.findall("channel")])
-    rng = devs.find("rng")
-    if rng is not None and rng.find("backend") is not None and rng.find("backend").get("model", "random") != "random":
-        rng = None  # an egd or builtin backend: not modelled, preserved as it is
-    if rng is not None:
-        backend = rng.find("backend")
-        spec["rng"] = {"model": rng.get("model"),
-                       "backend": (backend.text or "/dev/urandom") if backend is not None else "/dev/urandom"}
-    tpm = devs.find("tpm")
-    if tpm is not None:
-        t: dict[str, Any] = {}
-        _put(t, "model", tpm.get("model"))
-        be = tpm.find("backend")
-        if be is not None:
-            t["type"] = be.get("type")
-            _put(t, "version", be.get("version"))
-            if be.find("device") is not None:
-                t["path"] = be.find("device").get("path")
-        spec["tpm"] = t
-    wd = devs.find("watchdog")
-    if wd is not None:
-        w: dict[str, Any] = {"model": wd.get("model")}
-        _put(w, "action", wd.get("action"))
-        spec["watchdog"] = w
-    mbal = devs.find("memballoon")
-    if mbal is not None:
-        b: dict[str, Any] = {"model": mbal.get("model")}
-        stats = mbal.find("stats")
-        if stats is not None:
-            b["period"] = int(stats.get("period"))
-        spec["memballoon"] = b
-    _put(spec, "preserved", _preserved(dom, spec))
+    for kind in DEVICES:
+        put(spec, kind.key, kind.parse_all(devs))
+    put(spec, "preserved", _preserved(dom, spec))
     return spec
 
 
@@ -1053,9 +616,9 @@ def spec_differences(desired: dict, current: dict) -> list[dict]:
     """Differences between a normalised desired spec and a parsed current one, over desired's keys only.
 
     Dicts compare only the keys desired names (an interface without ``mac``
-    matches any MAC), except maps whose keys the user chooses (``features``,
-    ``cpu.features``, ``metadata``, ``vcpupin``, filter ``parameters``): those
-    are one value, so a feature dropped from the spec is a difference. Lists
+    matches any MAC), except maps whose keys the user chooses (the schema's
+    ``Map``: ``features``, ``cpu.features``, ``metadata``, ``vcpupin``, filter
+    ``parameters``): those are one value, so a feature dropped from the spec is a difference. Lists
     of dicts compare element by element by position, and a missing or extra
     element is a difference; other values compare whole. An empty list means
     nothing to change.
@@ -1069,31 +632,47 @@ def spec_differences(desired: dict, current: dict) -> list[dict]:
                                           if c.get("target_type", "serial") != "serial"])
     diffs: list[dict] = []
     # what the spec does not model is carried over from libvirt's definition on a redefine, not compared
-    _diff({k: v for k, v in desired.items() if k != "preserved"}, current, "", diffs)
+    _diff({k: v for k, v in desired.items() if k != "preserved"}, current, "", diffs, SPEC)
     return diffs
 
 
-# Spec keys holding a map of user-chosen names (guest_spec.Map): compared as a whole.
-_WHOLE_MAPS = frozenset(("features", "metadata", "vcpupin", "parameters"))
+def _choice(field: Any, value: Any) -> Any:
+    """The schema node that describes ``value``: the matching form of an ``Either``, else the node."""
+    if isinstance(field, Either):
+        for choice in field.choices:
+            if isinstance(choice, (Dict, Map)) == isinstance(value, dict) and \
+                    isinstance(choice, List) == isinstance(value, list):
+                return choice
+        return None
+    return field
 
 
-def _diff(want: Any, have: Any, path: str, out: list[dict]) -> None:
-    if isinstance(want, dict) and isinstance(have, dict) and path.rsplit(".", 1)[-1] not in _WHOLE_MAPS:
+def _diff(want: Any, have: Any, path: str, out: list[dict], field: Any = None) -> None:
+    """Compare by the schema's value types: a Dict key by key (desired's keys only), a List of dicts item by
+    item, a Map (user-chosen keys: features, metadata, vcpupin) and every other value as one value.
+    Where the schema says nothing (a source whose form depends on the type), dicts and lists are walked."""
+    field = _choice(field, want)
+    if isinstance(field, Map):
+        if want != have:
+            out.append(difference(path, have, want))
+    elif isinstance(want, dict) and isinstance(have, dict):
+        fields = field.fields if isinstance(field, Dict) else {}
         for key, value in want.items():
             sub = "%s.%s" % (path, key) if path else str(key)
             if key not in have:
-                out.append({"path": sub, "before": None, "after": value})
+                out.append(difference(sub, None, value))
             else:
-                _diff(value, have[key], sub, out)
+                _diff(value, have[key], sub, out, fields.get(key))
     elif isinstance(want, list) and isinstance(have, list) and \
             any(isinstance(v, dict) for v in want + have):
+        item = field.item if isinstance(field, List) else None
         for i in range(max(len(want), len(have))):
             sub = "%s[%d]" % (path, i)
             if i >= len(want):
-                out.append({"path": sub, "before": have[i], "after": None})
+                out.append(difference(sub, have[i], None))
             elif i >= len(have):
-                out.append({"path": sub, "before": None, "after": want[i]})
+                out.append(difference(sub, None, want[i]))
             else:
-                _diff(want[i], have[i], sub, out)
+                _diff(want[i], have[i], sub, out, item)
     elif want != have:
-        out.append({"path": path, "before": have, "after": want})
+        out.append(difference(path, have, want))

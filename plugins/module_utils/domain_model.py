@@ -1,0 +1,963 @@
+# Copyright (c) hypervisor.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The devices of libvirt's domain XML, each kind declared once.
+
+A ``DeviceKind`` is one child of ``<devices>`` the guest spec models: its spec
+key, the schema of one item (guest_spec.SPEC reads it), how one builds, how it
+parses back, what identifies one among its siblings (model.IDENTITY), and
+whether libvirt writes one of its own when the user wrote none. The builder
+(domain_xml.guest_config), the parser (domain_xml.parse_domain_xml), the merge
+on redefine (domain_xml.merge_definition), the XML comparison's list of what
+libvirt adds (domain.xml_differences) and the spec comparison (whose value
+types come from the schema) all read ``DEVICES``. Each kind's schema, builder
+and parser sit side by side. No policy, no Ansible import.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import model as _model
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil as _xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (
+    ABS_PATH_RE,
+    IFNAME_RE,
+    MAC_RE,
+    PCI_RE,
+    TARGET_RE,
+    UUID_RE,
+    Bool,
+    Dict,
+    Enum,
+    Field,
+    Int,
+    List,
+    Map,
+    Raw,
+    Str,
+    typename,
+)
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import check_text
+
+# Disk target prefix per bus; sata, scsi and usb share libvirt's "sd" names.
+TARGET_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "usb": "sd", "ide": "hd", "fdc": "fd"}
+
+
+def onoff(value: bool) -> str:
+    return "on" if value else "off"
+
+
+def yes(value: str | None) -> bool:
+    return value in ("yes", "on")
+
+
+def put(out: dict, key: str, value: Any) -> None:
+    """``out[key] = value`` unless the value says nothing (None, an empty dict or list)."""
+    if value is not None and value != {} and value != []:
+        out[key] = value
+
+
+class DeviceKind:
+    """One kind of device: the declaration every reader of the domain model goes by."""
+
+    key = ""                 # the spec key
+    tag = ""                 # the child of <devices> it writes and reads
+    many = True              # a list in the spec (else one dict, and the first element is read)
+    schema: Any = None       # the schema of one item
+    list_pre: Callable[[Any, str], Any] | None = None  # the list's own normalisation (one item for a list)
+    libvirt_adds = False     # libvirt writes one of its own when the user wrote none
+
+    @property
+    def identity(self) -> Callable[[Any], Any] | None:
+        """What identifies one element among its siblings across a redefinition (else its position)."""
+        return _model.IDENTITY.get(self.tag)
+
+    def field(self) -> Field:
+        """The spec key's schema."""
+        return List(self.schema, pre=self.list_pre) if self.many else self.schema
+
+    def build(self, item: dict) -> Any:  # pragma: no cover - every kind has its own
+        raise NotImplementedError
+
+    def build_all(self, value: Any) -> list[Any]:
+        """The elements for the spec key's (normalised) value."""
+        return [self.build(i) for i in value] if self.many else [self.build(value)]
+
+    def parse(self, el: Any) -> dict | None:  # pragma: no cover - every kind has its own
+        raise NotImplementedError
+
+    def parse_all(self, devices: Any) -> Any:
+        """The spec key's value read from ``<devices>``; None when there is nothing the spec models."""
+        if self.many:
+            return [p for p in (self.parse(e) for e in devices.findall(self.tag)) if p is not None]
+        el = devices.find(self.tag)
+        return self.parse(el) if el is not None else None
+
+
+
+# ---------------------------------------------------------------- disk
+
+def disk_index(target: str) -> int:
+    """libvirt's virDiskNameToIndex: 'vda' -> 0, 'sdz' -> 25, 'sdaa' -> 26."""
+    m = TARGET_RE.match(target)
+    if not m:
+        return -1
+    idx = 0
+    for ch in m.group(2):
+        idx = idx * 26 + (ord(ch) - ord("a") + 1)
+    return idx - 1
+
+
+def disk_name(prefix: str, index: int) -> str:
+    """Inverse of disk_index: ('sd', 26) -> 'sdaa'."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(ord("a") + rem) + letters
+    return prefix + letters
+
+
+def _pre_disk(value: Any, path: str) -> Any:
+    if not isinstance(value, dict):
+        return value
+    value = dict(value)
+    src = value.get("source")
+    if "type" not in value:
+        if isinstance(src, dict) and "protocol" in src:
+            value["type"] = "network"
+        elif isinstance(src, str) and src.startswith("/dev/"):
+            value["type"] = "block"
+        else:
+            value["type"] = "file"
+    return value
+
+
+def _post_disk(d: dict, path: str) -> dict:
+    d.setdefault("device", "disk")
+    if "bus" not in d:
+        d["bus"] = {"cdrom": "sata", "floppy": "fdc", "lun": "scsi"}.get(d["device"], "virtio")
+    src = d.get("source")
+    if d["type"] == "network":
+        if not isinstance(src, dict):
+            raise InvalidSpec("%s.source" % path, "a network disk needs source.protocol and source.name")
+        d["source"] = _NET_SOURCE.norm(src, "%s.source" % path)
+    elif src is not None:
+        if isinstance(src, dict):
+            if set(src) != {"path"}:
+                raise InvalidSpec("%s.source" % path, "a %s disk's source is its path" % d["type"])
+            src = src["path"]
+        d["source"] = Str(ABS_PATH_RE, "an absolute path").norm(src, "%s.source" % path)
+    elif d["device"] not in ("cdrom", "floppy"):
+        raise InvalidSpec("%s.source" % path, "is required (only a cdrom or floppy may be empty)")
+    if d["device"] in ("cdrom", "floppy"):
+        d["readonly"] = d.get("readonly", True) or d["device"] == "cdrom"
+    if d["device"] == "lun":
+        if d["bus"] != "scsi":
+            raise InvalidSpec("%s.bus" % path, "a lun must be on bus scsi, not %s" % d["bus"])
+        if d["type"] == "file":
+            raise InvalidSpec("%s.type" % path, "a lun must be type block or network")
+    if d["bus"] == "virtio" and d["device"] == "cdrom":
+        raise InvalidSpec("%s.bus" % path, "a cdrom cannot be on bus virtio; use sata, scsi or ide")
+    if "target" in d:
+        m = TARGET_RE.match(d["target"])
+        if not m:
+            raise InvalidSpec("%s.target" % path, "%r is not a disk name like vda, sdb or hdc" % d["target"])
+    return d
+
+
+_NET_SOURCE = Dict({
+    "protocol": Enum("rbd", "iscsi", "nbd", "gluster", "sheepdog", "http", "https", "ftp", "ftps",
+                     "tftp", "ssh", "vxhs", "nfs"),
+    "name": Str(),
+    "hosts": List(Dict({"name": Str(), "port": Int(1, 65535), "transport": Enum("tcp", "unix", "rdma"),
+                        "socket": Str()})),
+    "auth": Dict({"username": Str(), "secret_type": Enum("ceph", "iscsi"), "secret_uuid": Str(UUID_RE, "a UUID", lower=True),
+                  "secret_usage": Str()}, required=("username",)),
+}, required=("protocol",))
+
+
+_DISK = Dict({
+    "type": Enum("file", "block", "network"),
+    "device": Enum("disk", "cdrom", "lun", "floppy"),
+    "source": Raw("a path, or a dict for a network disk"),
+    "target": Str(),
+    "bus": Enum("virtio", "scsi", "sata", "ide", "usb", "fdc"),
+    "format": Enum("raw", "qcow2", "qed", "vmdk", "vdi", "vpc", "vhdx", "iso", "luks", "dmg", "bochs", "cloop"),
+    "cache": Enum("default", "none", "writethrough", "writeback", "directsync", "unsafe"),
+    "io": Enum("threads", "native", "io_uring"),
+    "discard": Enum("unmap", "ignore"),
+    "readonly": Bool(),
+    "shareable": Bool(),
+    "serial": Str(),
+    "boot_order": Int(1),
+}, pre=_pre_disk, post=_post_disk)
+
+
+def disk_config(disk: dict) -> Any:
+    """One <disk> (the blueprint's _get_guest_disk_config): file, block or network source."""
+    el = _xmlutil.element("disk", {"type": disk["type"], "device": disk["device"]})
+    if any(k in disk for k in ("format", "cache", "io", "discard")):
+        _xmlutil.sub(el, "driver", {"name": "qemu", "type": disk.get("format"), "cache": disk.get("cache"),
+                            "io": disk.get("io"), "discard": disk.get("discard")})
+    src = disk.get("source")
+    if src is not None:
+        if disk["type"] == "network":
+            s = _xmlutil.sub(el, "source", {"protocol": src["protocol"], "name": src.get("name")})
+            for host in src.get("hosts", []):
+                _xmlutil.sub(s, "host", {"name": host.get("name"), "port": host.get("port"),
+                                 "transport": host.get("transport"), "socket": host.get("socket")})
+            auth = src.get("auth")
+            if auth:
+                a = _xmlutil.sub(s, "auth", {"username": auth["username"]})
+                _xmlutil.sub(a, "secret", {"type": auth.get("secret_type"), "uuid": auth.get("secret_uuid"),
+                                   "usage": auth.get("secret_usage")})
+        else:
+            _xmlutil.sub(el, "source", {"file" if disk["type"] == "file" else "dev": src})
+    _xmlutil.sub(el, "target", {"dev": disk["target"], "bus": disk["bus"]})
+    if disk.get("readonly"):
+        _xmlutil.sub(el, "readonly")
+    if disk.get("shareable"):
+        _xmlutil.sub(el, "shareable")
+    if "serial" in disk:
+        _xmlutil.sub(el, "serial", None, disk["serial"])
+    if "boot_order" in disk:
+        _xmlutil.sub(el, "boot", {"order": disk["boot_order"]})
+    return el
+
+
+def _parse_disk(el: Any) -> dict | None:
+    disk: dict[str, Any] = {"type": el.get("type", "file"), "device": el.get("device", "disk")}
+    if disk["type"] not in ("file", "block", "network"):
+        return None
+    drv = el.find("driver")
+    if drv is not None:
+        for attr, key in (("type", "format"), ("cache", "cache"), ("io", "io"), ("discard", "discard")):
+            put(disk, key, drv.get(attr))
+    src = el.find("source")
+    if src is not None:
+        if disk["type"] == "network":
+            s: dict[str, Any] = {"protocol": src.get("protocol")}
+            put(s, "name", src.get("name"))
+            hosts = []
+            for h in src.findall("host"):
+                host: dict[str, Any] = {}
+                put(host, "name", h.get("name"))
+                if h.get("port"):
+                    host["port"] = int(h.get("port"))
+                put(host, "transport", h.get("transport"))
+                put(host, "socket", h.get("socket"))
+                hosts.append(host)
+            put(s, "hosts", hosts)
+            auth = src.find("auth")
+            if auth is None:
+                auth = el.find("auth")
+            if auth is not None:
+                a = {"username": auth.get("username")}
+                secret = auth.find("secret")
+                if secret is not None:
+                    put(a, "secret_type", secret.get("type"))
+                    put(a, "secret_uuid", secret.get("uuid"))
+                    put(a, "secret_usage", secret.get("usage"))
+                s["auth"] = a
+            disk["source"] = s
+        else:
+            path = src.get("file") if disk["type"] == "file" else src.get("dev")
+            put(disk, "source", path)
+    tgt = el.find("target")
+    if tgt is not None:
+        put(disk, "target", tgt.get("dev"))
+        put(disk, "bus", tgt.get("bus"))
+    for flag in ("readonly", "shareable"):
+        if el.find(flag) is not None:
+            disk[flag] = True
+    if disk["device"] == "floppy":
+        disk["readonly"] = el.find("readonly") is not None  # a floppy is writable unless it says so
+    if el.find("serial") is not None:
+        disk["serial"] = el.findtext("serial") or ""
+    boot = el.find("boot")
+    if boot is not None:
+        disk["boot_order"] = int(boot.get("order"))
+    return disk
+
+
+class Disk(DeviceKind):
+    key, tag, schema = "disks", "disk", _DISK
+
+    def build(self, item: dict) -> Any:
+        return disk_config(item)
+
+    def build_all(self, value: Any) -> list[Any]:
+        """Every <disk> (normalised: targets derived, libvirt's order), plus the virtio-scsi controller if needed."""
+        out = [disk_config(d) for d in value]
+        if any(d["bus"] == "scsi" for d in value):
+            out.append(_xmlutil.element("controller", {"type": "scsi", "index": 0, "model": "virtio-scsi"}))
+        return out
+
+    def parse(self, el: Any) -> dict | None:
+        return _parse_disk(el)
+
+
+# ---------------------------------------------------------------- interface
+
+def _pre_vlan(value: Any, path: str) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, str)):
+        return {"tags": [value]}
+    if isinstance(value, list):
+        return {"tags": value}
+    return value
+
+
+def _post_vlan(v: dict, path: str) -> dict:
+    if not v.get("tags"):
+        raise InvalidSpec("%s.tags" % path, "needs at least one VLAN tag")
+    v.setdefault("trunk", len(v["tags"]) > 1)
+    return v
+
+
+def _filter_params(value: Any, path: str) -> Any:
+    if not isinstance(value, dict):
+        raise InvalidSpec(path, "expected a dict of parameter name to value(s), got %s" % typename(value))
+    out = {}
+    for k, v in value.items():
+        sub = "%s.%s" % (path, k)
+        if not isinstance(k, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
+            raise InvalidSpec(sub, "%r is not a filter parameter name (letters, digits, _)" % (k,))
+        if isinstance(v, list):
+            vals = [Str().norm(x, "%s[%d]" % (sub, i)) for i, x in enumerate(v)]
+            out[str(k)] = vals[0] if len(vals) == 1 else vals
+        else:
+            out[str(k)] = Str().norm(v, sub)
+    return out
+
+
+class _FilterParams(Field):
+    def norm(self, value: Any, path: str) -> Any:
+        return _filter_params(value, path)
+
+
+def _pre_interface(value: Any, path: str) -> Any:
+    if isinstance(value, dict) and "type" not in value:
+        value = dict(value)
+        value["type"] = "network"
+    return value
+
+
+def _post_interface(n: dict, path: str) -> dict:
+    typ = n["type"]
+    src = n.get("source")
+    if typ in ("network", "bridge"):
+        if not isinstance(src, str):
+            raise InvalidSpec("%s.source" % path, "type %s needs the %s name as source" %
+                              (typ, "network" if typ == "network" else "bridge"))
+        check_text(src, "%s.source" % path)
+        if typ == "bridge" and not IFNAME_RE.match(src):
+            raise InvalidSpec("%s.source" % path, "%r is not a bridge name (at most 15 letters, digits, '_', '.', "
+                              "'-', ':')" % src)
+    elif typ == "direct":
+        if isinstance(src, str):
+            src = {"dev": src}
+        if not isinstance(src, dict) or "dev" not in src:
+            raise InvalidSpec("%s.source" % path, "type direct needs source.dev (a host interface)")
+        src = _DIRECT_SOURCE.norm(src, "%s.source" % path)
+        src.setdefault("mode", "vepa")
+        n["source"] = src
+    elif src is not None:
+        raise InvalidSpec("%s.source" % path, "type %s takes no source" % typ)
+    n.setdefault("model", "virtio")
+    return n
+
+
+_DIRECT_SOURCE = Dict({"dev": Str(IFNAME_RE, "a host interface name"), "mode": Enum("vepa", "bridge", "private", "passthrough")})
+
+
+_BW = Dict({"average": Int(), "peak": Int(), "burst": Int(), "floor": Int()}, required=("average",))
+
+
+_INTERFACE = Dict({
+    "type": Enum("network", "bridge", "direct", "ethernet", "user"),
+    "source": Raw("a network or bridge name, or for direct a dict with dev and mode"),
+    "mac": Str(MAC_RE, "a MAC address like 52:54:00:12:34:56 (unicast: an even first octet)", lower=True),
+    "model": Str(),
+    "mtu": Int(68, 65535),
+    "queues": Int(1, 256),
+    "link_state": Enum("up", "down"),
+    "vlan": Dict({"tags": List(Int(0, 4095)), "trunk": Bool()}, pre=_pre_vlan, post=_post_vlan),
+    "virtualport": Dict({"type": Enum("openvswitch", "802.1Qbg", "802.1Qbh", "midonet"),
+                         "parameters": Map(Enum("interfaceid", "profileid", "managerid", "typeid",
+                                                "typeidversion", "instanceid"), Str())}, required=("type",)),
+    "bandwidth": Dict({"inbound": _BW, "outbound": _BW}),
+    "filter": Dict({"name": Str(), "parameters": _FilterParams()}, required=("name",)),
+    "target": Str(),
+    "boot_order": Int(1),
+}, pre=_pre_interface, post=_post_interface)
+
+
+def interface_config(iface: dict) -> Any:
+    """One <interface>: source by type, MAC, model, MTU, VLANs, virtualport, bandwidth, filterref."""
+    el = _xmlutil.element("interface", {"type": iface["type"]})
+    if "mac" in iface:
+        _xmlutil.sub(el, "mac", {"address": iface["mac"]})
+    src = iface.get("source")
+    if iface["type"] == "network":
+        _xmlutil.sub(el, "source", {"network": src})
+    elif iface["type"] == "bridge":
+        _xmlutil.sub(el, "source", {"bridge": src})
+    elif iface["type"] == "direct":
+        _xmlutil.sub(el, "source", {"dev": src["dev"], "mode": src["mode"]})
+    vport = iface.get("virtualport")
+    if vport:
+        vp = _xmlutil.sub(el, "virtualport", {"type": vport["type"]})
+        if vport.get("parameters"):
+            _xmlutil.sub(vp, "parameters", vport["parameters"])
+    if "target" in iface:
+        _xmlutil.sub(el, "target", {"dev": iface["target"]})
+    _xmlutil.sub(el, "model", {"type": iface["model"]})
+    if "queues" in iface:
+        _xmlutil.sub(el, "driver", {"queues": iface["queues"]})
+    if "mtu" in iface:
+        _xmlutil.sub(el, "mtu", {"size": iface["mtu"]})
+    if "link_state" in iface:
+        _xmlutil.sub(el, "link", {"state": iface["link_state"]})
+    vlan = iface.get("vlan")
+    if vlan:
+        v = _xmlutil.sub(el, "vlan", {"trunk": True if vlan["trunk"] else None})
+        for tag in vlan["tags"]:
+            _xmlutil.sub(v, "tag", {"id": tag})
+    bw = iface.get("bandwidth")
+    if bw:
+        b = _xmlutil.sub(el, "bandwidth")
+        for direction in ("inbound", "outbound"):
+            if direction in bw:
+                _xmlutil.sub(b, direction, bw[direction])
+    flt = iface.get("filter")
+    if flt:
+        f = _xmlutil.sub(el, "filterref", {"filter": flt["name"]})
+        for name, value in flt.get("parameters", {}).items():
+            for v in (value if isinstance(value, list) else [value]):
+                _xmlutil.sub(f, "parameter", {"name": name, "value": v})
+    if "boot_order" in iface:
+        _xmlutil.sub(el, "boot", {"order": iface["boot_order"]})
+    return el
+
+
+def _parse_interface(el: Any) -> dict | None:
+    typ = el.get("type")
+    if typ not in ("network", "bridge", "direct", "ethernet", "user"):
+        return None
+    iface: dict[str, Any] = {"type": typ}
+    src = el.find("source")
+    if src is not None:
+        if typ == "network":
+            put(iface, "source", src.get("network"))
+        elif typ == "bridge":
+            put(iface, "source", src.get("bridge"))
+        elif typ == "direct":
+            iface["source"] = {"dev": src.get("dev"), "mode": src.get("mode", "vepa")}
+    mac = el.find("mac")
+    if mac is not None:
+        iface["mac"] = mac.get("address").lower()
+    model = el.find("model")
+    if model is not None:
+        iface["model"] = model.get("type")
+    drv = el.find("driver")
+    if drv is not None and drv.get("queues"):
+        iface["queues"] = int(drv.get("queues"))
+    mtu = el.find("mtu")
+    if mtu is not None:
+        iface["mtu"] = int(mtu.get("size"))
+    link = el.find("link")
+    if link is not None:
+        iface["link_state"] = link.get("state")
+    vlan = el.find("vlan")
+    if vlan is not None:
+        iface["vlan"] = {"tags": [int(t.get("id")) for t in vlan.findall("tag")], "trunk": yes(vlan.get("trunk"))}
+    vp = el.find("virtualport")
+    if vp is not None:
+        v: dict[str, Any] = {"type": vp.get("type")}
+        params = vp.find("parameters")
+        if params is not None and len(params.attrib):
+            v["parameters"] = dict(params.attrib)
+        iface["virtualport"] = v
+    bw = el.find("bandwidth")
+    if bw is not None:
+        b = {}
+        for direction in ("inbound", "outbound"):
+            d = bw.find(direction)
+            if d is not None:
+                b[direction] = {k: int(v) for k, v in d.attrib.items()}
+        put(iface, "bandwidth", b)
+    fr = el.find("filterref")
+    if fr is not None:
+        params: dict[str, Any] = {}
+        for p in fr.findall("parameter"):
+            name, value = p.get("name"), p.get("value")
+            if name in params:
+                prev = params[name]
+                params[name] = (prev if isinstance(prev, list) else [prev]) + [value]
+            else:
+                params[name] = value
+        f: dict[str, Any] = {"name": fr.get("filter")}
+        put(f, "parameters", params)
+        iface["filter"] = f
+    tgt = el.find("target")
+    if tgt is not None and tgt.get("dev"):
+        iface["target"] = tgt.get("dev")
+    boot = el.find("boot")
+    if boot is not None:
+        iface["boot_order"] = int(boot.get("order"))
+    return iface
+
+
+class Interface(DeviceKind):
+    key, tag, schema = "interfaces", "interface", _INTERFACE
+
+    def build(self, item: dict) -> Any:
+        return interface_config(item)
+
+    def parse(self, el: Any) -> dict | None:
+        return _parse_interface(el)
+
+
+# ---------------------------------------------------------------- serial, console, channel
+
+def _post_chardev(c: dict, path: str) -> dict:
+    typ = c.setdefault("type", "pty")
+    if typ in ("unix", "tcp"):
+        c.setdefault("mode", "bind")
+    need = {"file": ("path",), "unix": (), "tcp": ("host", "port"), "dev": ("path",), "pipe": ("path",)}
+    for key in need.get(typ, ()):
+        if key not in c:
+            raise InvalidSpec("%s.%s" % (path, key), "is required with type %s" % typ)
+    allowed = {"pty": (), "file": ("path",), "unix": ("path", "mode"), "tcp": ("host", "port", "mode"),
+               "dev": ("path",), "pipe": ("path",), "null": (), "stdio": (), "vc": (), "spicevmc": ()}
+    for key in ("path", "host", "port", "mode"):
+        if key in c and key not in allowed[typ]:
+            raise InvalidSpec("%s.%s" % (path, key), "does not apply to type %s" % typ)
+    return c
+
+
+def _post_channel(c: dict, path: str) -> dict:
+    c.setdefault("type", "unix")
+    c.setdefault("target_type", "virtio")
+    if c["target_type"] == "virtio" and "name" not in c:
+        raise InvalidSpec("%s.name" % path, "is required for a virtio channel (org.qemu.guest_agent.0 for "
+                                            "the QEMU guest agent)")
+    return _post_chardev(c, path)
+
+
+_CHAR_FIELDS = {
+    "type": Enum("pty", "file", "unix", "tcp", "dev", "pipe", "null", "stdio", "vc", "spicevmc"),
+    "path": Str(ABS_PATH_RE, "an absolute path"),
+    "host": Str(),
+    "port": Int(0, 65535),
+    "mode": Enum("bind", "connect"),
+    "log": Str(ABS_PATH_RE, "an absolute path"),
+    "target_port": Int(),
+}
+
+
+_CHAR = Dict(_CHAR_FIELDS, post=_post_chardev)
+
+
+_CONSOLE = Dict(dict(_CHAR_FIELDS, target_type=Enum("serial", "virtio", "sclp", "sclplm")), post=_post_chardev)
+
+
+_CHANNEL = Dict(dict(_CHAR_FIELDS, name=Str(), target_type=Enum("virtio", "guestfwd", "xen")), post=_post_channel)
+
+
+def chardev_config(tag: str, dev: dict) -> Any:
+    """A <serial>, <console> or <channel>: source by type, log, target."""
+    el = _xmlutil.element(tag, {"type": dev["type"]})
+    typ = dev["type"]
+    if typ in ("file", "dev", "pipe"):
+        _xmlutil.sub(el, "source", {"path": dev["path"]})
+    elif typ == "unix":
+        _xmlutil.sub(el, "source", {"mode": dev.get("mode", "bind"), "path": dev.get("path")})
+    elif typ == "tcp":
+        _xmlutil.sub(el, "source", {"mode": dev.get("mode", "bind"), "host": dev["host"], "service": dev["port"]})
+    if "log" in dev:
+        _xmlutil.sub(el, "log", {"file": dev["log"]})
+    if tag == "channel":
+        _xmlutil.sub(el, "target", {"type": dev["target_type"], "name": dev.get("name")})
+    elif "target_type" in dev or "target_port" in dev:
+        _xmlutil.sub(el, "target", {"type": dev.get("target_type"), "port": dev.get("target_port")})
+    return el
+
+
+def _parse_chardev(el: Any, tag: str) -> dict:
+    dev: dict[str, Any] = {"type": el.get("type", "pty")}
+    src = el.find("source")
+    typ = dev["type"]
+    if src is None and typ == "unix":
+        dev["mode"] = "bind"  # libvirt drops a path-less <source mode='bind'/> and makes the socket itself
+    if src is not None:
+        if typ in ("file", "dev", "pipe", "unix"):
+            put(dev, "path", src.get("path"))
+        if typ in ("unix", "tcp"):
+            put(dev, "mode", src.get("mode"))
+        if typ == "tcp":
+            put(dev, "host", src.get("host"))
+            if src.get("service"):
+                dev["port"] = int(src.get("service"))
+    log = el.find("log")
+    if log is not None:
+        dev["log"] = log.get("file")
+    tgt = el.find("target")
+    if tgt is not None:
+        if tag == "channel":
+            put(dev, "target_type", tgt.get("type"))
+            put(dev, "name", tgt.get("name"))
+        else:
+            if tag == "console":
+                put(dev, "target_type", tgt.get("type"))
+            if tgt.get("port") is not None:
+                dev["target_port"] = int(tgt.get("port"))
+    return dev
+
+
+class _Chardev(DeviceKind):
+    def build(self, item: dict) -> Any:
+        return chardev_config(self.tag, item)
+
+    def parse(self, el: Any) -> dict | None:
+        return _parse_chardev(el, self.tag)
+
+
+class Serial(_Chardev):
+    key, tag, schema = "serials", "serial", _CHAR
+
+
+class Console(_Chardev):
+    key, tag, schema = "consoles", "console", _CONSOLE
+    libvirt_adds = True  # the console that mirrors the first serial port
+
+
+class Channel(_Chardev):
+    key, tag, schema = "channels", "channel", _CHANNEL
+
+
+# ---------------------------------------------------------------- tpm
+
+def _post_tpm(t: dict, path: str) -> dict:
+    t.setdefault("type", "emulator")
+    if t["type"] == "passthrough":
+        t.setdefault("path", "/dev/tpm0")
+    elif "path" in t:
+        raise InvalidSpec("%s.path" % path, "only applies to type passthrough")
+    return t
+
+
+def tpm_config(tpm: dict) -> Any:
+    """<tpm>: an emulated swtpm or a passed-through host TPM."""
+    el = _xmlutil.element("tpm", {"model": tpm.get("model")})
+    be = _xmlutil.sub(el, "backend", {"type": tpm["type"], "version": tpm.get("version")})
+    if tpm["type"] == "passthrough":
+        _xmlutil.sub(be, "device", {"path": tpm["path"]})
+    return el
+
+
+class Tpm(DeviceKind):
+    key, tag, many = "tpm", "tpm", False
+    schema = Dict({"model": Enum("tpm-tis", "tpm-crb", "tpm-spapr", "spapr-tpm-proxy"),
+                   "type": Enum("emulator", "passthrough"), "version": Enum("1.2", "2.0"), "path": Str()},
+                  post=_post_tpm)
+
+    def build(self, item: dict) -> Any:
+        return tpm_config(item)
+
+    def parse(self, el: Any) -> dict | None:
+        t: dict[str, Any] = {}
+        put(t, "model", el.get("model"))
+        be = el.find("backend")
+        if be is not None:
+            t["type"] = be.get("type")
+            put(t, "version", be.get("version"))
+            if be.find("device") is not None:
+                t["path"] = be.find("device").get("path")
+        return t
+
+
+# ---------------------------------------------------------------- graphics
+
+def _pre_one_or_list(value: Any, path: str) -> Any:
+    return [value] if isinstance(value, dict) else value
+
+
+def _post_graphics(g: dict, path: str) -> dict:
+    if g["type"] not in ("vnc", "spice"):
+        for key in ("listen", "port", "autoport", "password", "keymap"):
+            if key in g:
+                raise InvalidSpec("%s.%s" % (path, key), "only applies to vnc and spice graphics, not %s" % g["type"])
+        return g
+    if g["type"] == "vnc" and len(g.get("password", "")) > 8:
+        raise InvalidSpec("%s.password" % path, "a VNC password has at most 8 characters")
+    if "port" in g:
+        if g["port"] == -1:
+            del g["port"]
+            g.setdefault("autoport", True)
+        elif g.get("autoport"):
+            raise InvalidSpec("%s.autoport" % path, "cannot be true with a fixed port")
+        else:
+            g["autoport"] = False
+    g.setdefault("autoport", True)
+    return g
+
+
+def graphics_config(graphics: dict) -> Any:
+    """<graphics> (vnc or spice) with listen address, port or autoport, password."""
+    el = _xmlutil.element("graphics", {"type": graphics["type"], "port": graphics.get("port"),
+                          "autoport": graphics.get("autoport"), "passwd": graphics.get("password"),
+                          "keymap": graphics.get("keymap")})
+    if "listen" in graphics:
+        _xmlutil.sub(el, "listen", {"type": "address", "address": graphics["listen"]})
+    return el
+
+
+def _parse_graphics(el: Any) -> dict:
+    g: dict[str, Any] = {"type": el.get("type")}
+    if g["type"] not in ("vnc", "spice"):
+        return g  # sdl, egl-headless, dbus: their attributes are preserved as they are
+    listen = el.find("listen")
+    address = listen.get("address") if listen is not None else None
+    put(g, "listen", address or el.get("listen"))
+    port = el.get("port")
+    autoport = el.get("autoport")
+    if autoport is not None:
+        g["autoport"] = yes(autoport)
+    elif port in (None, "-1"):
+        g["autoport"] = True
+    if port not in (None, "-1") and not g.get("autoport"):
+        g["port"] = int(port)
+    put(g, "password", el.get("passwd"))
+    put(g, "keymap", el.get("keymap"))
+    return g
+
+
+class Graphics(DeviceKind):
+    key, tag = "graphics", "graphics"
+    schema = Dict({"type": Enum("vnc", "spice", "sdl", "egl-headless", "dbus"), "listen": Str(), "port": Int(-1, 65535),
+                   "autoport": Bool(), "password": Str(), "keymap": Str()},
+                  required=("type",), post=_post_graphics)
+    list_pre = staticmethod(_pre_one_or_list)
+
+    def build(self, item: dict) -> Any:
+        return graphics_config(item)
+
+    def parse(self, el: Any) -> dict | None:
+        return _parse_graphics(el)
+
+
+# ---------------------------------------------------------------- video
+
+def _pre_video(value: Any, path: str) -> Any:
+    return {"model": value} if isinstance(value, str) else value
+
+
+def video_config(video: dict) -> Any:
+    """<video><model/></video>."""
+    el = _xmlutil.element("video")
+    _xmlutil.sub(el, "model", {"type": video["model"], "vram": video.get("vram"), "heads": video.get("heads")})
+    return el
+
+
+class Video(DeviceKind):
+    key, tag, many = "video", "video", False
+    libvirt_adds = True  # the video that goes with graphics
+    schema = Dict({"model": Enum("vga", "cirrus", "qxl", "virtio", "bochs", "ramfb", "none", "vmvga"),
+                   "vram": Int(1), "heads": Int(1)}, required=("model",), pre=_pre_video)
+
+    def build(self, item: dict) -> Any:
+        return video_config(item)
+
+    def parse(self, el: Any) -> dict | None:
+        video = el.find("model")
+        if video is None:
+            return None
+        v: dict[str, Any] = {"model": video.get("type")}
+        for attr in ("vram", "heads"):
+            if video.get(attr):
+                v[attr] = int(video.get(attr))
+        return v
+
+
+# ---------------------------------------------------------------- host device
+
+def _pre_hostdev(value: Any, path: str) -> Any:
+    if isinstance(value, str):
+        return {"pci": value}
+    return value
+
+
+def _pci_address(value: Any, path: str) -> str:
+    text = Str().norm(value, path).lower()
+    m = PCI_RE.match(text)
+    if not m:
+        raise InvalidSpec(path, "%r is not a PCI address like 0000:03:00.1" % value)
+    return "%04x:%02x:%02x.%s" % (int(m.group(1) or "0", 16), int(m.group(2), 16), int(m.group(3), 16), m.group(4))
+
+
+class _Pci(Field):
+    def norm(self, value: Any, path: str) -> Any:
+        return _pci_address(value, path)
+
+
+def _post_hostdev(h: dict, path: str) -> dict:
+    h.setdefault("managed", True)
+    return h
+
+
+def pci_device_config(hostdev: dict | str) -> Any:
+    """<hostdev type='pci'> from "0000:03:00.1" or {pci, managed, rom_bar} (the blueprint's _get_guest_pci_device)."""
+    if isinstance(hostdev, str):
+        hostdev = {"pci": hostdev, "managed": True}
+    dom, bus, rest = hostdev["pci"].split(":")
+    slot, func = rest.split(".")
+    el = _xmlutil.element("hostdev", {"mode": "subsystem", "type": "pci", "managed": hostdev.get("managed", True)})
+    src = _xmlutil.sub(el, "source")
+    _xmlutil.sub(src, "address", {"domain": "0x" + dom, "bus": "0x" + bus, "slot": "0x" + slot, "function": "0x" + func})
+    if "rom_bar" in hostdev:
+        _xmlutil.sub(el, "rom", {"bar": onoff(hostdev["rom_bar"])})
+    return el
+
+
+def _parse_hostdev(el: Any) -> dict | None:
+    if el.get("mode", "subsystem") != "subsystem" or el.get("type") != "pci":
+        return None
+    addr = el.find("source/address")
+    if addr is None:
+        return None
+    parts = [_model.c_int(addr.get(k, "0")) for k in ("domain", "bus", "slot", "function")]
+    if None in parts:
+        return None
+    pci = "%04x:%02x:%02x.%x" % tuple(parts)
+    h: dict[str, Any] = {"pci": pci, "managed": yes(el.get("managed"))}
+    rom = el.find("rom")
+    if rom is not None and rom.get("bar"):
+        h["rom_bar"] = yes(rom.get("bar"))
+    return h
+
+
+class Hostdev(DeviceKind):
+    key, tag = "hostdevs", "hostdev"
+    schema = Dict({"pci": _Pci(), "managed": Bool(), "rom_bar": Bool()}, required=("pci",),
+                  pre=_pre_hostdev, post=_post_hostdev)
+
+    def build(self, item: dict) -> Any:
+        return pci_device_config(item)
+
+    def parse(self, el: Any) -> dict | None:
+        return _parse_hostdev(el)
+
+
+# ---------------------------------------------------------------- watchdog
+
+def _post_watchdog(w: dict, path: str) -> dict:
+    w.setdefault("model", "i6300esb")
+    return w
+
+
+def watchdog_config(watchdog: dict) -> Any:
+    """<watchdog> with its model and action."""
+    return _xmlutil.element("watchdog", {"model": watchdog["model"], "action": watchdog.get("action")})
+
+
+class Watchdog(DeviceKind):
+    key, tag, many = "watchdog", "watchdog", False
+    schema = Dict({"model": Enum("i6300esb", "ib700", "diag288", "itco"),
+                   "action": Enum("reset", "shutdown", "poweroff", "pause", "none", "dump", "inject-nmi")},
+                  post=_post_watchdog)
+
+    def build(self, item: dict) -> Any:
+        return watchdog_config(item)
+
+    def parse(self, el: Any) -> dict | None:
+        w: dict[str, Any] = {"model": el.get("model")}
+        put(w, "action", el.get("action"))
+        return w
+
+
+# ---------------------------------------------------------------- memory balloon
+
+def _pre_memballoon(value: Any, path: str) -> Any:
+    return {"model": value} if isinstance(value, str) else value
+
+
+def memballoon_config(balloon: dict) -> Any:
+    """<memballoon>, with a stats period when given."""
+    el = _xmlutil.element("memballoon", {"model": balloon["model"]})
+    if "period" in balloon:
+        _xmlutil.sub(el, "stats", {"period": balloon["period"]})
+    return el
+
+
+class Memballoon(DeviceKind):
+    key, tag, many = "memballoon", "memballoon", False
+    libvirt_adds = True
+    schema = Dict({"model": Enum("virtio", "virtio-transitional", "virtio-non-transitional", "xen", "none"),
+                   "period": Int(0)}, required=("model",), pre=_pre_memballoon)
+
+    def build(self, item: dict) -> Any:
+        return memballoon_config(item)
+
+    def parse(self, el: Any) -> dict | None:
+        b: dict[str, Any] = {"model": el.get("model")}
+        stats = el.find("stats")
+        if stats is not None:
+            b["period"] = int(stats.get("period"))
+        return b
+
+
+# ---------------------------------------------------------------- random number generator
+
+def _post_rng(r: dict, path: str) -> dict:
+    r.setdefault("model", "virtio")
+    r.setdefault("backend", "/dev/urandom")
+    return r
+
+
+def rng_config(rng: dict) -> Any:
+    """<rng model='virtio'> with a random backend."""
+    el = _xmlutil.element("rng", {"model": rng["model"]})
+    _xmlutil.sub(el, "backend", {"model": "random"}, rng["backend"])
+    return el
+
+
+class Rng(DeviceKind):
+    key, tag, many = "rng", "rng", False
+    schema = Dict({"model": Enum("virtio", "virtio-transitional", "virtio-non-transitional"), "backend": Str()},
+                  post=_post_rng)
+
+    def build(self, item: dict) -> Any:
+        return rng_config(item)
+
+    def parse(self, el: Any) -> dict | None:
+        backend = el.find("backend")
+        if backend is not None and backend.get("model", "random") != "random":
+            return None  # an egd or builtin backend: not modelled, preserved as it is
+        return {"model": el.get("model"),
+                "backend": (backend.text or "/dev/urandom") if backend is not None else "/dev/urandom"}
+
+
+
+# ---------------------------------------------------------------- the table
+
+# Every modelled device kind, in the order guest_config writes them.
+DEVICES: tuple[DeviceKind, ...] = (Disk(), Interface(), Serial(), Console(), Channel(), Tpm(), Graphics(), Video(),
+                                   Hostdev(), Watchdog(), Memballoon(), Rng())
+DEVICE_KINDS = {k.key: k for k in DEVICES}
+
+# Children of <devices> no spec key models that libvirt writes on its own (implicit controllers, inputs,
+# audio that goes with graphics, the emulator from the host's capabilities).
+LIBVIRT_ADDED_UNMODELLED = frozenset({"emulator", "controller", "input", "audio"})
+LIBVIRT_ADDED_DEVICES = LIBVIRT_ADDED_UNMODELLED | frozenset(k.tag for k in DEVICES if k.libvirt_adds)
+
+
+__all__ = ["DeviceKind", "DEVICES", "DEVICE_KINDS", "LIBVIRT_ADDED_DEVICES", "TARGET_PREFIX", "disk_index",
+           "disk_name", "disk_config", "interface_config", "pci_device_config", "graphics_config", "video_config",
+           "chardev_config", "rng_config", "tpm_config", "watchdog_config", "memballoon_config", "put", "yes",
+           "onoff"]
