@@ -42,7 +42,10 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import check_text
 
 # Disk target prefix per bus; sata, scsi and usb share libvirt's "sd" names.
-TARGET_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "usb": "sd", "ide": "hd", "fdc": "fd"}
+TARGET_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "usb": "sd", "ide": "hd", "fdc": "fd", "sd": "sd",
+                 "xen": "xvd", "uml": "ubd"}
+# A disk target as libvirt's schema takes it (a partition such as vdb1 is its business, not the spec's).
+DISK_TARGET_RE = re.compile(r"^(ioemu:)?(fd|hd|sd|vd|xvd|ubd)[a-zA-Z0-9_]+$")
 
 
 def onoff(value: bool) -> str:
@@ -155,15 +158,14 @@ def _post_disk(d: dict, path: str) -> dict:
     if d["device"] in ("cdrom", "floppy"):
         d["readonly"] = d.get("readonly", True) or d["device"] == "cdrom"
     if d["device"] == "lun":
-        if d["bus"] != "scsi":
-            raise InvalidSpec("%s.bus" % path, "a lun must be on bus scsi, not %s" % d["bus"])
+        if d["bus"] not in ("scsi", "virtio"):
+            raise InvalidSpec("%s.bus" % path, "a lun must be on bus scsi or virtio, not %s" % d["bus"])
         if d["type"] == "file":
             raise InvalidSpec("%s.type" % path, "a lun must be type block or network")
     if d["bus"] == "virtio" and d["device"] == "cdrom":
         raise InvalidSpec("%s.bus" % path, "a cdrom cannot be on bus virtio; use sata, scsi or ide")
     if "target" in d:
-        m = TARGET_RE.match(d["target"])
-        if not m:
+        if not DISK_TARGET_RE.match(d["target"]):
             raise InvalidSpec("%s.target" % path, "%r is not a disk name like vda, sdb or hdc" % d["target"])
     return d
 
@@ -184,8 +186,9 @@ _DISK = Dict({
     "device": Enum("disk", "cdrom", "lun", "floppy"),
     "source": Raw("a path, or a dict for a network disk"),
     "target": Str(),
-    "bus": Enum("virtio", "scsi", "sata", "ide", "usb", "fdc"),
-    "format": Enum("raw", "qcow2", "qed", "vmdk", "vdi", "vpc", "vhdx", "iso", "luks", "dmg", "bochs", "cloop"),
+    "bus": Enum("virtio", "scsi", "sata", "ide", "usb", "fdc", "sd", "xen", "uml"),
+    "format": Enum("raw", "qcow2", "qed", "vmdk", "vdi", "vpc", "vhdx", "iso", "luks", "dmg", "bochs", "cloop",
+                   "dir", "fat", "vhd", "ploop", "cow", "qcow", "aio"),
     "cache": Enum("default", "none", "writethrough", "writeback", "directsync", "unsafe"),
     "io": Enum("threads", "native", "io_uring"),
     "discard": Enum("unmap", "ignore"),
@@ -375,7 +378,7 @@ def _post_interface(n: dict, path: str) -> dict:
 _DIRECT_SOURCE = Dict({"dev": Str(IFNAME_RE, "a host interface name"), "mode": Enum("vepa", "bridge", "private", "passthrough")})
 
 
-_BW = Dict({"average": Int(), "peak": Int(), "burst": Int(), "floor": Int()}, required=("average",))
+_BW = Dict({"average": Int(), "peak": Int(), "burst": Int(), "floor": Int()})
 
 
 _INTERFACE = Dict({
@@ -389,7 +392,7 @@ _INTERFACE = Dict({
     "vlan": Dict({"tags": List(Int(0, 4095)), "trunk": Bool()}, pre=_pre_vlan, post=_post_vlan),
     "virtualport": Dict({"type": Enum("openvswitch", "802.1Qbg", "802.1Qbh", "midonet"),
                          "parameters": Map(Enum("interfaceid", "profileid", "managerid", "typeid",
-                                                "typeidversion", "instanceid"), Str())}, required=("type",)),
+                                                "typeidversion", "instanceid"), Str())}),
     "bandwidth": Dict({"inbound": _BW, "outbound": _BW}),
     "filter": Dict({"name": Str(), "parameters": _FilterParams()}, required=("name",)),
     "target": Str(),
@@ -411,7 +414,7 @@ def interface_config(iface: dict) -> Any:
         _xmlutil.sub(el, "source", {"dev": src["dev"], "mode": src["mode"]})
     vport = iface.get("virtualport")
     if vport:
-        vp = _xmlutil.sub(el, "virtualport", {"type": vport["type"]})
+        vp = _xmlutil.sub(el, "virtualport", {"type": vport.get("type")})
         if vport.get("parameters"):
             _xmlutil.sub(vp, "parameters", vport["parameters"])
     if "target" in iface:
@@ -478,7 +481,8 @@ def _parse_interface(el: Any) -> dict | None:
         iface["vlan"] = {"tags": [int(t.get("id")) for t in vlan.findall("tag")], "trunk": yes(vlan.get("trunk"))}
     vp = el.find("virtualport")
     if vp is not None:
-        v: dict[str, Any] = {"type": vp.get("type")}
+        v: dict[str, Any] = {}
+        put(v, "type", vp.get("type"))
         params = vp.find("parameters")
         if params is not None and len(params.attrib):
             v["parameters"] = dict(params.attrib)
@@ -534,9 +538,9 @@ def _post_chardev(c: dict, path: str) -> dict:
         if key not in c:
             raise InvalidSpec("%s.%s" % (path, key), "is required with type %s" % typ)
     allowed = {"pty": (), "file": ("path",), "unix": ("path", "mode"), "tcp": ("host", "port", "mode"),
-               "dev": ("path",), "pipe": ("path",), "null": (), "stdio": (), "vc": (), "spicevmc": ()}
+               "dev": ("path",), "pipe": ("path",)}
     for key in ("path", "host", "port", "mode"):
-        if key in c and key not in allowed[typ]:
+        if key in c and key not in allowed.get(typ, ()):
             raise InvalidSpec("%s.%s" % (path, key), "does not apply to type %s" % typ)
     return c
 
@@ -544,14 +548,14 @@ def _post_chardev(c: dict, path: str) -> dict:
 def _post_channel(c: dict, path: str) -> dict:
     c.setdefault("type", "unix")
     c.setdefault("target_type", "virtio")
-    if c["target_type"] == "virtio" and "name" not in c:
-        raise InvalidSpec("%s.name" % path, "is required for a virtio channel (org.qemu.guest_agent.0 for "
-                                            "the QEMU guest agent)")
     return _post_chardev(c, path)
 
 
 _CHAR_FIELDS = {
-    "type": Enum("pty", "file", "unix", "tcp", "dev", "pipe", "null", "stdio", "vc", "spicevmc"),
+    # every source type libvirt's schema takes; the sources of udp, spiceport, nmdm, qemu-vdagent and dbus
+    # are not modelled (preserved)
+    "type": Enum("pty", "file", "unix", "tcp", "dev", "pipe", "null", "stdio", "vc", "spicevmc", "udp",
+                 "spiceport", "nmdm", "qemu-vdagent", "dbus"),
     "path": Str(ABS_PATH_RE, "an absolute path"),
     "host": Str(),
     "port": Int(0, 65535),
@@ -664,7 +668,7 @@ def tpm_config(tpm: dict) -> Any:
 class Tpm(DeviceKind):
     key, tag, many = "tpm", "tpm", False
     schema = Dict({"model": Enum("tpm-tis", "tpm-crb", "tpm-spapr", "spapr-tpm-proxy"),
-                   "type": Enum("emulator", "passthrough"), "version": Enum("1.2", "2.0"), "path": Str()},
+                   "type": Enum("emulator", "passthrough", "external"), "version": Enum("1.2", "2.0"), "path": Str()},
                   post=_post_tpm)
 
     def build(self, item: dict) -> Any:
@@ -690,9 +694,16 @@ def _pre_one_or_list(value: Any, path: str) -> Any:
 
 def _post_graphics(g: dict, path: str) -> dict:
     if g["type"] not in ("vnc", "spice"):
-        for key in ("listen", "port", "autoport", "password", "keymap"):
+        for key in ("listen", "port", "autoport", "password", "keymap", "socket"):
             if key in g:
                 raise InvalidSpec("%s.%s" % (path, key), "only applies to vnc and spice graphics, not %s" % g["type"])
+        return g
+    if "socket" in g:
+        if g["type"] != "vnc":
+            raise InvalidSpec("%s.socket" % path, "only applies to vnc graphics, not %s" % g["type"])
+        for key in ("listen", "port", "autoport"):
+            if key in g:
+                raise InvalidSpec("%s.%s" % (path, key), "cannot be combined with socket (a UNIX socket, not TCP)")
         return g
     if g["type"] == "vnc" and len(g.get("password", "")) > 8:
         raise InvalidSpec("%s.password" % path, "a VNC password has at most 8 characters")
@@ -712,7 +723,7 @@ def graphics_config(graphics: dict) -> Any:
     """<graphics> (vnc or spice) with listen address, port or autoport, password."""
     el = _xmlutil.element("graphics", {"type": graphics["type"], "port": graphics.get("port"),
                           "autoport": graphics.get("autoport"), "passwd": graphics.get("password"),
-                          "keymap": graphics.get("keymap")})
+                          "keymap": graphics.get("keymap"), "socket": graphics.get("socket")})
     if "listen" in graphics:
         _xmlutil.sub(el, "listen", {"type": "address", "address": graphics["listen"]})
     return el
@@ -723,6 +734,12 @@ def _parse_graphics(el: Any) -> dict:
     if g["type"] not in ("vnc", "spice"):
         return g  # sdl, egl-headless, dbus: their attributes are preserved as they are
     listen = el.find("listen")
+    socket = el.get("socket") or (listen.get("socket") if listen is not None and listen.get("type") == "socket" else None)
+    if g["type"] == "vnc" and socket:
+        g["socket"] = socket
+        put(g, "password", el.get("passwd"))
+        put(g, "keymap", el.get("keymap"))
+        return g
     address = listen.get("address") if listen is not None else None
     put(g, "listen", address or el.get("listen"))
     port = el.get("port")
@@ -741,7 +758,8 @@ def _parse_graphics(el: Any) -> dict:
 class Graphics(DeviceKind):
     key, tag = "graphics", "graphics"
     schema = Dict({"type": Enum("vnc", "spice", "sdl", "egl-headless", "dbus"), "listen": Str(), "port": Int(-1, 65535),
-                   "autoport": Bool(), "password": Str(), "keymap": Str()},
+                   "autoport": Bool(), "password": Str(), "keymap": Str(),
+                   "socket": Str(ABS_PATH_RE, "an absolute path")},
                   required=("type",), post=_post_graphics)
     list_pre = staticmethod(_pre_one_or_list)
 

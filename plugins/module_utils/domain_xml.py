@@ -22,7 +22,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import H
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model import DEVICES, onoff, put, yes
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import METADATA_NS, SPEC, validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import difference
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import UNIT_BYTES, Dict, Either, List, Map
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import Dict, Either, List, Map, scaled_kib
 
 _SYSINFO_TAGS = {"bios": "bios", "system": "system", "base_board": "baseBoard", "chassis": "chassis"}
 
@@ -54,7 +54,7 @@ def cpu_config(cpu: dict) -> Any:
     if cpu.get("numa"):
         numa = _sub(el, "numa")
         for cell in cpu["numa"]:
-            _sub(numa, "cell", {"id": cell["id"], "cpus": cell["cpus"], "memory": cell["memory"],
+            _sub(numa, "cell", {"id": cell["id"], "cpus": cell.get("cpus"), "memory": cell["memory"],
                                 "unit": "MiB", "memAccess": cell.get("mem_access")})
     return el
 
@@ -327,7 +327,7 @@ def merge_definition(current: Any, generated: Any, given: set[str] | frozenset[s
     if "memory" in given and "current_memory" not in given:
         cur_mem, old_mem, new_mem = out.find("currentMemory"), out.find("memory"), generated.find("memory")
         if cur_mem is not None and old_mem is not None and new_mem is not None:
-            cur, old, new = _kib(cur_mem), _kib(old_mem), _kib(new_mem)
+            cur, old, new = scaled_kib(cur_mem), scaled_kib(old_mem), scaled_kib(new_mem)
             if cur == old or cur > new:
                 out.remove(cur_mem)  # libvirt sets it to the new memory
     for key in sorted(given & set(SPEC_TOP_ELEMENTS)):
@@ -413,15 +413,8 @@ def guest_xml(spec: dict, host: Any = None, validate: bool = True) -> str:
 
 # ---------------------------------------------------------------- parsing back
 
-def _kib(el: Any, attr: str | None = None, unit_attr: str = "unit") -> float:
-    """A libvirt size (element text or attribute, with its unit) in KiB."""
-    value = el.get(attr) if attr else el.text
-    unit = (el.get(unit_attr) or "KiB").lower()
-    return float(value.strip()) * UNIT_BYTES.get(unit, 1024) / 1024
-
-
 def _mib(el: Any, attr: str | None = None, unit_attr: str = "unit") -> int:
-    return int(round(_kib(el, attr, unit_attr) / 1024))
+    return int(round(scaled_kib(el, attr, unit_attr) / 1024))
 
 
 def _parse_cpu(el: Any) -> dict:
@@ -439,7 +432,8 @@ def _parse_cpu(el: Any) -> dict:
     put(cpu, "features", {f.get("name"): f.get("policy", "require") for f in el.findall("feature")})
     cells = []
     for index, cell in enumerate(el.findall("numa/cell")):
-        c = {"cpus": cell.get("cpus"), "memory": _mib(cell, "memory")}
+        c = {"memory": _mib(cell, "memory")}
+        put(c, "cpus", cell.get("cpus"))
         # a cell without id is numbered by its place, as libvirt numbers it
         c["id"] = _model.c_int(cell.get("id")) if cell.get("id") is not None else index
         put(c, "mem_access", cell.get("memAccess"))
@@ -570,6 +564,12 @@ def parse_domain_xml(xml: Any) -> dict:
     cpu_el = dom.find("cpu")
     if cpu_el is not None:
         put(spec, "cpu", _parse_cpu(cpu_el))
+    if spec.get("cpu", {}).get("numa"):
+        # with NUMA cells libvirt sets the memory from them and the memory devices, whatever <memory> says
+        spec["memory"] = sum(c["memory"] for c in spec["cpu"]["numa"]) + sum(
+            _mib(size) for size in dom.findall("devices/memory/target/size"))
+    if spec.get("current_memory", 0) > spec.get("memory", 0):
+        spec["current_memory"] = spec["memory"]  # libvirt lowers a larger current memory to the memory
     clk = dom.find("clock")
     if clk is not None:
         clock: dict[str, Any] = {"offset": clk.get("offset", "utc")}
@@ -598,6 +598,13 @@ def parse_domain_xml(xml: Any) -> dict:
 
 def _preserved(dom: Any, spec: dict) -> str | None:
     """What ``dom`` holds that building ``spec`` back does not give (``spec['preserved']``), as XML text."""
+    numa = spec.get("cpu", {}).get("numa")
+    if numa:
+        # the memory devices that make up the rest of the memory are not known until this returns
+        cells = sum(c["memory"] for c in numa)
+        spec = dict(spec, memory=cells)
+        if "current_memory" in spec:
+            spec["current_memory"] = min(spec["current_memory"], cells)
     try:
         built = guest_config(spec)
     except InvalidSpec:

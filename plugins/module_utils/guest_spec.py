@@ -37,6 +37,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (
     Map,
     Size,
     Str,
+    scaled_kib,
     typename,
 )
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import parse as parse_xml
@@ -58,10 +59,10 @@ def _post_topology(t: dict, path: str) -> dict:
 def _post_cpu(c: dict, path: str) -> dict:
     if "mode" not in c and ("model" in c or "vendor" in c or "fallback" in c):
         c["mode"] = "custom"
-    if c.get("mode") != "custom" and c.get("mode") is not None:
-        for key in ("vendor", "fallback"):
-            if key in c:
-                raise InvalidSpec("%s.%s" % (path, key), "only applies to cpu.mode custom, not %s" % c["mode"])
+    if c.get("mode") not in ("custom", None) and "vendor" in c:
+        raise InvalidSpec("%s.vendor" % path, "only applies to cpu.mode custom, not %s" % c["mode"])
+    if c.get("mode") not in ("custom", "host-model", None) and "fallback" in c:
+        raise InvalidSpec("%s.fallback" % path, "only applies to cpu.mode custom and host-model, not %s" % c["mode"])
     if c.get("mode") == "custom" and "model" not in c:
         raise InvalidSpec("%s.model" % path, "is required with cpu.mode custom")
     ids = [cell["id"] for cell in c.get("numa", [])]
@@ -130,7 +131,7 @@ _CPU = Dict({
     "features": Map(Str(), Enum("force", "require", "optional", "disable", "forbid")),
     "topology": Dict({k: Int(1) for k in ("sockets", "dies", "cores", "threads")}, post=_post_topology),
     "numa": List(Dict({"id": Int(), "cpus": CpuSet(), "memory": Size(), "mem_access": Enum("shared", "private")},
-                      required=("id", "cpus", "memory"))),
+                      required=("id", "memory"))),
 }, post=_post_cpu)
 
 _OS = Dict({
@@ -184,7 +185,7 @@ SPEC = Dict({
     "preserved": _Preserved(),
     # every device kind's schema, from its one declaration (domain_model.DEVICES)
     **{kind.key: kind.field() for kind in DEVICES},
-}, required=("name", "memory"))
+}, required=("name",))
 
 
 def _staged(disks: list[dict]) -> list[dict]:
@@ -241,6 +242,17 @@ def order_disks(disks: list[dict]) -> list[dict]:
     return _libvirt_order(_staged(derive_disk_targets(disks)))
 
 
+def memory_devices_mib(preserved: str | None) -> int:
+    """The size of the memory devices (DIMMs, NVDIMMs, virtio-mem) ``preserved`` holds, in MiB: libvirt counts
+    them into the domain's memory."""
+    if not preserved:
+        return 0
+    total = 0
+    for size in parse_xml(preserved, "preserved").findall("devices/memory/target/size"):
+        total += int(round(scaled_kib(size) / 1024))
+    return total
+
+
 def validate_interface(spec: dict, path: str = "interface") -> dict:
     """Check one interface spec alone, as in ``interfaces[n]``, so a NIC can be managed without a whole guest."""
     if not isinstance(spec, dict):
@@ -274,13 +286,20 @@ def validate_spec(spec: dict) -> dict:
     for vcpu in out.get("cputune", {}).get("vcpupin", {}):
         if vcpus is not None and vcpu >= vcpus:
             raise InvalidSpec("cputune.vcpupin.%d" % vcpu, "there are only %d vCPUs (0-%d)" % (vcpus, vcpus - 1))
+    numa = cpu.get("numa")
+    if numa:
+        # libvirt sets the memory from the cells (and the memory devices): memory may be left out
+        total = sum(c["memory"] for c in numa) + memory_devices_mib(out.get("preserved"))
+        out.setdefault("memory", total)
+        if out["memory"] != total:
+            raise InvalidSpec("cpu.numa", "the cells'%s memory adds up to %d MiB, memory is %d MiB" %
+                              (" and the memory devices'" if total != sum(c["memory"] for c in numa) else "",
+                               total, out["memory"]))
+    if "memory" not in out:
+        raise InvalidSpec("memory", "is required (unless cpu.numa gives it per cell)")
     if "current_memory" in out and out["current_memory"] > out["memory"]:
         raise InvalidSpec("current_memory", "%d MiB is more than memory (%d MiB)" %
                           (out["current_memory"], out["memory"]))
-    numa = cpu.get("numa")
-    if numa and sum(c["memory"] for c in numa) != out["memory"]:
-        raise InvalidSpec("cpu.numa", "the cells' memory adds up to %d MiB, memory is %d MiB" %
-                          (sum(c["memory"] for c in numa), out["memory"]))
     os_ = out.get("os", {})
     if os_.get("secure_boot"):
         if os_.get("firmware", "efi") != "efi":

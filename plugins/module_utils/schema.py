@@ -244,6 +244,13 @@ def parse_size(value: Any, path: str = "size") -> int:
     return int(mib)
 
 
+def scaled_kib(el: Any, attr: str | None = None, unit_attr: str = "unit") -> float:
+    """A libvirt size (an element's text or an attribute, with its unit; KiB without one) in KiB."""
+    value = el.get(attr) if attr else el.text
+    unit = (el.get(unit_attr) or "KiB").lower()
+    return float(value.strip()) * UNIT_BYTES.get(unit, 1024) / 1024
+
+
 def _parse_cpuset(text: str, path: str) -> set[int]:
     include: set[int] = set()
     exclude: set[int] = set()
@@ -297,5 +304,5 @@ class Free(Field):
 
 
 __all__ = ["Field", "typename", "Str", "Int", "Bool", "Enum", "Size", "CpuSet", "Dict", "Map", "List", "Either", "Raw", "Free",
-           "parse_size", "format_cpuset", "UNIT_BYTES", "UUID_RE", "MAC_RE", "ABS_PATH_RE", "IFNAME_RE",
+           "parse_size", "format_cpuset", "scaled_kib", "UNIT_BYTES", "UUID_RE", "MAC_RE", "ABS_PATH_RE", "IFNAME_RE",
            "PCI_RE", "TARGET_RE", "MAX_MEMORY_MIB", "MAX_UINT"]

@@ -85,7 +85,7 @@ ERRORS = [
     ({"hostdevs": ["03:00"]}, "hostdevs[0].pci", "is not a PCI address"),
     ({"disks": [{"source": "/a", "target": "vda"}, {"source": "/b", "target": "vda"}]},
      "disks[1].target", "already used by disks[0]"),
-    ({"disks": [{"device": "lun", "source": "/dev/sdb", "bus": "virtio"}]}, "disks[0].bus", "must be on bus scsi"),
+    ({"disks": [{"device": "lun", "source": "/dev/sdb", "bus": "sata"}]}, "disks[0].bus", "must be on bus scsi or virtio"),
     ({"disks": [{"source": "/a"}], "os": {"boot": ["hd"]}, "interfaces": [{"source": "n", "boot_order": 1}]},
      "interfaces[0].boot_order", "cannot be combined with os.boot"),
     ({"os": {"firmware": "bios", "secure_boot": True}}, "os.secure_boot", "needs os.firmware efi"),
@@ -96,7 +96,9 @@ ERRORS = [
     ({"cputune": {"emulatorpin": "0-x"}}, "cputune.emulatorpin", "is not a CPU list"),
     ({"graphics": {"type": "rdp"}}, "graphics[0].type", "is not one of vnc, spice"),
     ({"serials": [{"type": "tcp", "host": "127.0.0.1"}]}, "serials[0].port", "is required with type tcp"),
-    ({"channels": [{"type": "unix"}]}, "channels[0].name", "org.qemu.guest_agent.0"),
+    ({"graphics": {"type": "vnc", "socket": "/run/hvl-vnc.sock", "port": 5900}}, "graphics[0].port",
+     "cannot be combined with socket"),
+    ({"serials": [{"type": "udp", "path": "/tmp/x"}]}, "serials[0].path", "does not apply to type udp"),
     ({"on_crash": "explode"}, "on_crash", "is not one of destroy, restart"),
     ({"uuid": "not-a-uuid"}, "uuid", "is not a UUID"),
     ({"current_memory": 1024}, "current_memory", "more than memory"),
@@ -127,6 +129,22 @@ def test_name_and_memory_are_required():
         validate_spec({"memory": 1})
     with pytest.raises(InvalidSpec, match="^memory: is required"):
         validate_spec({"name": "x"})
+
+
+def test_numa_cells_give_the_memory_as_libvirt_sets_it():
+    """With NUMA cells libvirt sets the memory from them and the memory devices; a spec may leave it out."""
+    cells = [{"id": 0, "cpus": "0", "memory": 256}, {"id": 1, "memory": 256}]  # a cell without CPUs is allowed
+    spec = {"name": "hvl-n", "vcpus": 1, "cpu": {"numa": cells}}
+    assert validate_spec(spec)["memory"] == 512
+    dimm = ("<domain><devices><memory model='dimm'><target><size unit='KiB'>524288</size><node>0</node></target>"
+            "</memory></devices></domain>")
+    assert validate_spec(dict(spec, preserved=dimm))["memory"] == 1024
+    with pytest.raises(InvalidSpec, match="^cpu.numa: the cells' and the memory devices' memory adds up to 1024 MiB"):
+        validate_spec(dict(spec, preserved=dimm, memory=512))
+    # what libvirt holds for it reads back the same: <memory> is the cells' and the DIMM's sum
+    back = domain_xml.parse_domain_xml(domain_xml.guest_xml(dict(spec, preserved=dimm), validate=False))
+    assert back["memory"] == 1024 and back["cpu"]["numa"][1] == {"id": 1, "memory": 256}
+    assert domain_xml.spec_differences(validate_spec(dict(spec, preserved=dimm)), back) == []
 
 
 @pytest.mark.parametrize("text,mib", [(2048, 2048), ("2GiB", 2048), ("512M", 512), ("1 TiB", 1048576),
