@@ -37,6 +37,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_x
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import vif as vif_mod
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_model
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model import LIBVIRT_ADDED_DEVICES
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
@@ -53,7 +54,8 @@ STATES = ("present", "running", "paused", "shutdown", "destroyed", "absent")
 # Children of <domain> libvirt writes itself when the user did not.
 LIBVIRT_ADDED_TOP = frozenset({
     "uuid", "currentMemory", "cpu", "clock", "on_poweroff", "on_reboot", "on_crash", "pm",
-    "resource", "seclabel", "keywrap", "genid", "vcpus",
+    "resource", "seclabel", "keywrap", "genid", "vcpus", "vcpu",
+    "memory",  # with NUMA cells the memory comes from them
 })
 
 _UNITS = {
@@ -63,7 +65,7 @@ _UNITS = {
 }
 # Elements whose text is a scaled integer (libvirt's default unit: KiB).
 _SCALED = frozenset({"memory", "currentMemory", "maxMemory", "size", "requested", "current",
-                     "hard_limit", "soft_limit", "swap_hard_limit", "min_guarantee"})
+                     "hard_limit", "soft_limit", "swap_hard_limit", "min_guarantee", "max_size", "pcihole64"})
 
 
 class DomainRequest:
@@ -123,7 +125,7 @@ def machine_aliases(host: Any) -> dict[str, str]:
     return aliases
 
 
-def _attr_equal(tag: str, key: str, want: str, have: str | None, aliases: dict[str, str]) -> bool:
+def _attr_equal(el: Any, key: str, want: str, have: str | None, aliases: dict[str, str]) -> bool:
     if have is None:
         return False
     if want == have:
@@ -131,7 +133,7 @@ def _attr_equal(tag: str, key: str, want: str, have: str | None, aliases: dict[s
     if key == "machine" and aliases.get(want) == have:
         return True
     # numbers as libvirt reads them (0x04 is 4, 0644 is octal), MACs in any case
-    return model.value_equal(want, have)
+    return model.value_equal(want, have) or domain_model.same_value(el, key, want, have)
 
 
 def _children(el: Any) -> list[Any]:
@@ -201,7 +203,9 @@ def _compare(want: Any, have: Any, path: str, aliases: dict[str, str], extras: f
     for key, value in want.attrib.items():
         if key == "unit" and scaled:
             continue
-        if not _attr_equal(want.tag, key, value, have.get(key), aliases):
+        if domain_model.runtime_attribute(want, key, have.get(key)):
+            continue
+        if not _attr_equal(want, key, value, have.get(key), aliases):
             out.append(_diff("%s@%s" % (path, key), have.get(key), value))
     wtext = (want.text or "").strip()
     if wtext:
@@ -238,7 +242,8 @@ def _compare(want: Any, have: Any, path: str, aliases: dict[str, str], extras: f
                 _compare(wc, hc, cpath, aliases, None, out)
                 break
         else:
-            out.append(_diff(cpath, None, _brief(wc)))
+            if not domain_model.runtime_or_default(want, wc):
+                out.append(_diff(cpath, None, _brief(wc)))
     if extras is not None:
         for i, hc in enumerate(have_children):
             if i not in used and hc.tag not in extras and (hc.tag != "devices"):
@@ -268,7 +273,12 @@ def xml_differences(desired: Any, current: Any, aliases: dict[str, str] | None =
         want_dev = etree.Element("devices")
     if have_dev is None:
         have_dev = etree.Element("devices")
-    _compare(want_dev, have_dev, "devices", aliases, LIBVIRT_ADDED_DEVICES, out)
+    added = LIBVIRT_ADDED_DEVICES
+    if want_dev.find("serial") is None and any(
+            c.find("target") is None or c.find("target").get("type") in (None, "serial")
+            for c in want_dev.findall("console")):
+        added = added | {"serial"}  # a serial console alone: libvirt adds the serial port it stands for
+    _compare(want_dev, have_dev, "devices", aliases, added, out)
     return out
 
 

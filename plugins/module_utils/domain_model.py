@@ -71,6 +71,7 @@ class DeviceKind:
     schema: Any = None       # the schema of one item
     list_pre: Callable[[Any, str], Any] | None = None  # the list's own normalisation (one item for a list)
     libvirt_adds = False     # libvirt writes one of its own when the user wrote none
+    spec_key: str | None = None  # the item key that identifies an item in the spec's list (else its position)
 
     @property
     def identity(self) -> Callable[[Any], Any] | None:
@@ -79,7 +80,7 @@ class DeviceKind:
 
     def field(self) -> Field:
         """The spec key's schema."""
-        return List(self.schema, pre=self.list_pre) if self.many else self.schema
+        return List(self.schema, pre=self.list_pre, key=self.spec_key) if self.many else self.schema
 
     def build(self, item: dict) -> Any:  # pragma: no cover - every kind has its own
         raise NotImplementedError
@@ -178,7 +179,14 @@ _NET_SOURCE = Dict({
                         "socket": Str()})),
     "auth": Dict({"username": Str(), "secret_type": Enum("ceph", "iscsi"), "secret_uuid": Str(UUID_RE, "a UUID", lower=True),
                   "secret_usage": Str()}, required=("username",)),
-}, required=("protocol",))
+}, required=("protocol",), post=lambda src, path: _iscsi_lun(src))
+
+
+def _iscsi_lun(src: dict) -> dict:
+    """An iSCSI source names its LUN (``iqn…/0``): libvirt reads a name without one as LUN 0 and writes it so."""
+    if src.get("protocol") == "iscsi" and src.get("name") and "/" not in src["name"]:
+        src["name"] += "/0"
+    return src
 
 
 _DISK = Dict({
@@ -288,6 +296,7 @@ def _parse_disk(el: Any) -> dict | None:
 
 class Disk(DeviceKind):
     key, tag, schema = "disks", "disk", _DISK
+    spec_key = "target"
 
     def build(self, item: dict) -> Any:
         return disk_config(item)
@@ -746,6 +755,10 @@ def _parse_graphics(el: Any) -> dict:
     autoport = el.get("autoport")
     if autoport is not None:
         g["autoport"] = yes(autoport)
+    elif g["type"] == "spice" or (listen is not None and listen.get("type") == "none"):
+        # spice has no port unless it says so (libvirt then listens nowhere: listen type none); a vnc
+        # listening nowhere is what libvirt makes of autoport='no' without a port
+        g["autoport"] = False
     elif port in (None, "-1"):
         g["autoport"] = True
     if port not in (None, "-1") and not g.get("autoport"):
@@ -862,6 +875,7 @@ def _parse_hostdev(el: Any) -> dict | None:
 
 class Hostdev(DeviceKind):
     key, tag = "hostdevs", "hostdev"
+    spec_key = "pci"
     schema = Dict({"pci": _Pci(), "managed": Bool(), "rom_bar": Bool()}, required=("pci",),
                   pre=_pre_hostdev, post=_post_hostdev)
 
@@ -974,8 +988,80 @@ DEVICE_KINDS = {k.key: k for k in DEVICES}
 LIBVIRT_ADDED_UNMODELLED = frozenset({"emulator", "controller", "input", "audio"})
 LIBVIRT_ADDED_DEVICES = LIBVIRT_ADDED_UNMODELLED | frozenset(k.tag for k in DEVICES if k.libvirt_adds)
 
+# What a domain's live (status) XML holds that its persistent definition never does: libvirt drops it on a
+# define (the -active/-inactive pairs of libvirt's qemuxml2xmloutdata show it). A user's XML copied from a
+# running domain holds it, and it is no difference that libvirt's definition does not.
+RUNTIME_ATTRIBUTES = frozenset({("source", "index"), ("backingStore", "index"), ("target", "state")})
+RUNTIME_ELEMENTS = frozenset({("disk", "mirror"), ("seclabel", "imagelabel")})
+# A path libvirt made for a running domain (a socket or channel under .../domain-<id>-<name>/).
+GENERATED_PATH_RE = re.compile(r"/domain-\d+-[^/]+/")
+# A guest agent channel's socket in libvirt's channel directory (.../channel/target/domain-<id>-<name>/...)
+CHANNEL_PATH_RE = re.compile(r"/channel/(target/)?(domain-[^/]+/|[^/]*\.org\.qemu\.guest_agent\.)")
 
-__all__ = ["DeviceKind", "DEVICES", "DEVICE_KINDS", "LIBVIRT_ADDED_DEVICES", "TARGET_PREFIX", "disk_index",
+# Children and attributes libvirt drops from a definition because they say what it assumes anyway.
+# tag of the parent -> (tag, attributes) of the child that says nothing
+LIBVIRT_DROPS_ELEMENTS: dict[str, tuple[tuple[str, dict[str, str]], ...]] = {
+    "smartcard": (("protocol", {"type": "raw"}),),
+    "cpu": (("model", {"fallback": "allow"}),),  # an empty model under host-model or host-passthrough
+    "domain": (("cpu", {}),),  # an empty <cpu/>
+    "serial": (("source", {"mode": "bind"}),),  # a unix socket without a path: libvirt makes one
+    "console": (("source", {"mode": "bind"}),),
+    "channel": (("source", {"mode": "bind"}),),
+}
+# (tag, attribute) -> the value libvirt does not write: spice without a port listens nowhere (listen type none)
+LIBVIRT_DROPS_ATTRIBUTES = {("graphics", "autoport"): "no"}
+
+
+def runtime_or_default(parent: Any, child: Any) -> bool:
+    """``child`` of ``parent`` (a user's XML) is runtime state or a default libvirt does not keep in a definition."""
+    if (parent.tag, child.tag) in RUNTIME_ELEMENTS:
+        return True
+    if child.tag == "seclabel" and parent.tag == "source" and child.get("labelskip") == "yes":
+        return True  # a label a running domain skipped
+    if child.tag == "source" and parent.tag == "channel" and child.get("mode") == "bind" and \
+            CHANNEL_PATH_RE.search(child.get("path") or ""):
+        return True  # the guest agent socket libvirt made under its channel directory
+    for tag, attrs in LIBVIRT_DROPS_ELEMENTS.get(parent.tag, ()):
+        if child.tag == tag and dict(child.attrib) == attrs and not len(child) and not (child.text or "").strip():
+            return True
+    return False
+
+
+# (tag, attribute) libvirt reads as an octal number (a file mode: 0644 and 644 are the same)
+OCTAL_ATTRIBUTES = frozenset({("filesystem", "fmode"), ("filesystem", "dmode")})
+# (tag, attribute) libvirt writes in upper case
+CASELESS_ATTRIBUTES = frozenset({("boot", "loadparm"), ("os", "loadparm")})
+
+
+def same_value(el: Any, key: str, want: str, have: str) -> bool:
+    """``want`` (attribute ``key`` of ``el``, a user's XML) and ``have`` (libvirt's) are the same to libvirt
+    beyond what model.value_equal sees: octal modes, an iSCSI name without its LUN."""
+    if (el.tag, key) in OCTAL_ATTRIBUTES:
+        try:
+            return int(want, 8) == int(have, 8)
+        except ValueError:
+            return False
+    if (el.tag, key) in CASELESS_ATTRIBUTES:
+        return want.upper() == have.upper()
+    return key == "name" and el.tag == "source" and "/" not in want and have == want + "/0"
+
+
+def runtime_attribute(el: Any, key: str, have: str | None) -> bool:
+    """Attribute ``key`` of ``el`` (a user's XML), where libvirt's definition holds ``have`` (None: nothing),
+    is runtime state or a default libvirt does not write."""
+    if key == "type" and el.tag == "listen" and el.get("type") == "socket" and have == "address":
+        return GENERATED_PATH_RE.search(el.get("socket") or "") is not None  # its made socket is gone
+    if have is not None:
+        return False
+    if (el.tag, key) in RUNTIME_ATTRIBUTES:
+        return True
+    if key in ("socket", "path") and GENERATED_PATH_RE.search(el.get(key) or ""):
+        return True
+    return LIBVIRT_DROPS_ATTRIBUTES.get((el.tag, key)) == el.get(key)
+
+
+__all__ = ["DeviceKind", "DEVICES", "DEVICE_KINDS", "LIBVIRT_ADDED_DEVICES", "runtime_or_default", "runtime_attribute",
+           "same_value", "TARGET_PREFIX", "disk_index",
            "disk_name", "disk_config", "interface_config", "pci_device_config", "graphics_config", "video_config",
            "chardev_config", "rng_config", "tpm_config", "watchdog_config", "memballoon_config", "put", "yes",
            "onoff"]

@@ -654,6 +654,27 @@ def _choice(field: Any, value: Any) -> Any:
     return field
 
 
+def _pairs(want: list, have: list, key: str | None) -> list[tuple[int | None, int | None]]:
+    """(index in want, index in have) of the items to compare: first those of the same identity (``key``),
+    the rest by position among the unpaired; None where one side has no item."""
+    pairs: list[tuple[int | None, int | None]] = []
+    free = list(range(len(have)))
+    unpaired = []
+    for i, w in enumerate(want):
+        ident = w.get(key) if key and isinstance(w, dict) else None
+        j = next((j for j in free if ident is not None and isinstance(have[j], dict) and have[j].get(key) == ident),
+                 None)
+        if j is None:
+            unpaired.append(i)
+        else:
+            free.remove(j)
+            pairs.append((i, j))
+    for i in unpaired:
+        pairs.append((i, free.pop(0) if free else None))
+    pairs.extend((None, j) for j in free)
+    return sorted(pairs, key=lambda p: (p[0] is None, p[0] if p[0] is not None else p[1]))
+
+
 def _diff(want: Any, have: Any, path: str, out: list[dict], field: Any = None) -> None:
     """Compare by the schema's value types: a Dict key by key (desired's keys only), a List of dicts item by
     item, a Map (user-chosen keys: features, metadata, vcpupin) and every other value as one value.
@@ -673,13 +694,12 @@ def _diff(want: Any, have: Any, path: str, out: list[dict], field: Any = None) -
     elif isinstance(want, list) and isinstance(have, list) and \
             any(isinstance(v, dict) for v in want + have):
         item = field.item if isinstance(field, List) else None
-        for i in range(max(len(want), len(have))):
-            sub = "%s[%d]" % (path, i)
-            if i >= len(want):
-                out.append(difference(sub, have[i], None))
-            elif i >= len(have):
-                out.append(difference(sub, None, want[i]))
+        for i, j in _pairs(want, have, field.key if isinstance(field, List) else None):
+            if i is None:
+                out.append(difference("%s[%d]" % (path, j), have[j], None))
+            elif j is None:
+                out.append(difference("%s[%d]" % (path, i), None, want[i]))
             else:
-                _diff(want[i], have[i], sub, out, item)
+                _diff(want[i], have[j], "%s[%d]" % (path, i), out, item)
     elif want != have:
         out.append(difference(path, have, want))

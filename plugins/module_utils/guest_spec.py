@@ -68,6 +68,8 @@ def _post_cpu(c: dict, path: str) -> dict:
     ids = [cell["id"] for cell in c.get("numa", [])]
     if len(set(ids)) != len(ids):
         raise InvalidSpec("%s.numa" % path, "cell ids must be unique, got %s" % ids)
+    if "numa" in c:
+        c["numa"].sort(key=lambda cell: cell["id"])  # libvirt holds the cells in the order of their ids
     return c
 
 

@@ -186,8 +186,11 @@ class Map(Field):
 
 
 class List(Field):
-    def __init__(self, item: Any, pre: Callable[[Any, str], Any] | None = None) -> None:
-        self.item, self.pre = item, pre
+    """A list; ``key`` names the item key that identifies an item (a disk's target), so two lists compare
+    item by identity rather than by position."""
+
+    def __init__(self, item: Any, pre: Callable[[Any, str], Any] | None = None, key: str | None = None) -> None:
+        self.item, self.pre, self.key = item, pre, key
 
     def norm(self, value: Any, path: str) -> Any:
         if self.pre is not None:
