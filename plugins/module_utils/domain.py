@@ -19,7 +19,9 @@ Idempotency is semantic, never textual:
   change. At the two list levels (children of ``<domain>`` and of
   ``<devices>``) anything libvirt holds that the user did not write is a
   change (a removed disk), except what libvirt adds on its own:
-  ``LIBVIRT_ADDED_TOP`` and ``LIBVIRT_ADDED_DEVICES``. The order of devices
+  ``domain_model.LIBVIRT_ADDED_TOP`` and ``LIBVIRT_ADDED_DEVICES``, read from
+  each element kind's declaration; runtime state and defaults libvirt does not
+  write are no difference either (``domain_model.runtime_or_default``). The order of devices
   of one kind is not compared.
 """
 
@@ -38,7 +40,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils import vif as v
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_model
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model import LIBVIRT_ADDED_DEVICES
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model import LIBVIRT_ADDED_DEVICES, LIBVIRT_ADDED_TOP
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
@@ -51,12 +53,6 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
 
 STATES = ("present", "running", "paused", "shutdown", "destroyed", "absent")
 
-# Children of <domain> libvirt writes itself when the user did not.
-LIBVIRT_ADDED_TOP = frozenset({
-    "uuid", "currentMemory", "cpu", "clock", "on_poweroff", "on_reboot", "on_crash", "pm",
-    "resource", "seclabel", "keywrap", "genid", "vcpus", "vcpu",
-    "memory",  # with NUMA cells the memory comes from them
-})
 
 _UNITS = {
     "b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000 ** 2, "m": 1024 ** 2,
@@ -983,4 +979,4 @@ def converge(host: Any, req: DomainRequest, check_mode: bool = False) -> dict[st
 
 
 __all__ = ["DomainRequest", "converge", "secret_values", "redact_difference", "xml_differences", "machine_aliases", "STATES",
-           "LIBVIRT_ADDED_TOP", "LIBVIRT_ADDED_DEVICES", "libvirt"]
+           "libvirt"]

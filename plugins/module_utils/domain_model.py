@@ -1,25 +1,29 @@
 # Copyright (c) hypervisor.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The devices of libvirt's domain XML, each kind declared once.
+"""The elements of libvirt's domain XML the guest spec models, each kind declared once.
 
-A ``DeviceKind`` is one child of ``<devices>`` the guest spec models: its spec
+A ``DeviceKind`` is one child of ``<devices>`` the guest spec models (an
+``ElementKind`` one child of ``<domain>``, in ``ELEMENTS``): its spec
 key, the schema of one item (guest_spec.SPEC reads it), how one builds, how it
 parses back, what identifies one among its siblings (model.IDENTITY), and
 whether libvirt writes one of its own when the user wrote none. The builder
 (domain_xml.guest_config), the parser (domain_xml.parse_domain_xml), the merge
 on redefine (domain_xml.merge_definition), the XML comparison's list of what
 libvirt adds (domain.xml_differences) and the spec comparison (whose value
-types come from the schema) all read ``DEVICES``. Each kind's schema, builder
+types come from the schema) all read ``DEVICES`` and ``ELEMENTS``. Each kind's schema, builder
 and parser sit side by side. No policy, no Ansible import.
 """
 
 from __future__ import annotations
 
+import json as _json
+import os
 import re
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import model as _model
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil as _xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (
     ABS_PATH_RE,
@@ -29,17 +33,25 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (
     TARGET_RE,
     UUID_RE,
     Bool,
+    CpuSet,
     Dict,
+    Either,
     Enum,
     Field,
+    Free,
     Int,
     List,
     Map,
     Raw,
+    Size,
     Str,
+    scaled_kib,
     typename,
 )
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import check_text
+
+# Namespace of the element that carries the spec's ``metadata`` dict inside <metadata>.
+METADATA_NS = "https://hypervisor.libvirt/xmlns/1.0"
 
 # Disk target prefix per bus; sata, scsi and usb share libvirt's "sd" names.
 TARGET_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "usb": "sd", "ide": "hd", "fdc": "fd", "sd": "sd",
@@ -102,6 +114,7 @@ class DeviceKind:
 
 
 # ---------------------------------------------------------------- disk
+
 
 def disk_index(target: str) -> int:
     """libvirt's virDiskNameToIndex: 'vda' -> 0, 'sdz' -> 25, 'sdaa' -> 26."""
@@ -313,6 +326,7 @@ class Disk(DeviceKind):
 
 
 # ---------------------------------------------------------------- interface
+
 
 def _pre_vlan(value: Any, path: str) -> Any:
     if isinstance(value, bool):
@@ -538,6 +552,7 @@ class Interface(DeviceKind):
 
 # ---------------------------------------------------------------- serial, console, channel
 
+
 def _post_chardev(c: dict, path: str) -> dict:
     typ = c.setdefault("type", "pty")
     if typ in ("unix", "tcp"):
@@ -656,6 +671,7 @@ class Channel(_Chardev):
 
 # ---------------------------------------------------------------- tpm
 
+
 def _post_tpm(t: dict, path: str) -> dict:
     t.setdefault("type", "emulator")
     if t["type"] == "passthrough":
@@ -696,6 +712,7 @@ class Tpm(DeviceKind):
 
 
 # ---------------------------------------------------------------- graphics
+
 
 def _pre_one_or_list(value: Any, path: str) -> Any:
     return [value] if isinstance(value, dict) else value
@@ -785,6 +802,7 @@ class Graphics(DeviceKind):
 
 # ---------------------------------------------------------------- video
 
+
 def _pre_video(value: Any, path: str) -> Any:
     return {"model": value} if isinstance(value, str) else value
 
@@ -817,6 +835,7 @@ class Video(DeviceKind):
 
 
 # ---------------------------------------------------------------- host device
+
 
 def _pre_hostdev(value: Any, path: str) -> Any:
     if isinstance(value, str):
@@ -888,6 +907,7 @@ class Hostdev(DeviceKind):
 
 # ---------------------------------------------------------------- watchdog
 
+
 def _post_watchdog(w: dict, path: str) -> dict:
     w.setdefault("model", "i6300esb")
     return w
@@ -914,6 +934,7 @@ class Watchdog(DeviceKind):
 
 
 # ---------------------------------------------------------------- memory balloon
+
 
 def _pre_memballoon(value: Any, path: str) -> Any:
     return {"model": value} if isinstance(value, str) else value
@@ -946,6 +967,7 @@ class Memballoon(DeviceKind):
 
 # ---------------------------------------------------------------- random number generator
 
+
 def _post_rng(r: dict, path: str) -> dict:
     r.setdefault("model", "virtio")
     r.setdefault("backend", "/dev/urandom")
@@ -974,6 +996,586 @@ class Rng(DeviceKind):
         return {"model": el.get("model"),
                 "backend": (backend.text or "/dev/urandom") if backend is not None else "/dev/urandom"}
 
+
+
+# ================================================================ the children of <domain>
+
+
+class ElementKind:
+    """One child of <domain> the spec models, declared once (the same idea as DeviceKind): its spec key, the
+    elements it writes (a redefinition replaces exactly those), its schema, build and parse side by side."""
+
+    key = ""
+    tags: tuple[str, ...] = ()   # the children of <domain> it writes
+    schema: Any = None
+    libvirt_adds = False         # libvirt writes it when the user did not
+    always = False               # built even when the spec does not name it (os, memory)
+
+    def build(self, value: Any, spec: dict, hd: dict) -> Any:
+        """The element for the (normalised) value; ``spec`` is the whole spec, ``hd`` the host's defaults."""
+        return _xmlutil.element(self.tags[0], None, value)
+
+    def build_all(self, spec: dict, hd: dict) -> list[Any]:
+        if self.key not in spec and not self.always:
+            return []
+        value = spec.get(self.key)
+        if not self.always and value in ({}, [], None):
+            return []
+        return [self.build(value, spec, hd)]
+
+    def parse(self, dom: Any) -> Any:
+        """The spec key's value read from <domain>; None when it says nothing."""
+        el = dom.find(self.tags[0])
+        return el.text if el is not None and el.text else None
+
+
+class _Text(ElementKind):
+    """An element whose text is the value (title, description, on_poweroff …)."""
+
+    def __init__(self, key: str, tag: str, schema: Any, libvirt_adds: bool = False, empty: bool = False) -> None:
+        self.key, self.tags, self.schema, self.libvirt_adds, self.empty = key, (tag,), schema, libvirt_adds, empty
+
+    def build_all(self, spec: dict, hd: dict) -> list[Any]:
+        return [_xmlutil.element(self.tags[0], None, spec[self.key])] if self.key in spec else []
+
+    def parse(self, dom: Any) -> Any:
+        el = dom.find(self.tags[0])
+        if el is None:
+            return None
+        if self.empty:
+            return el.text or ""
+        return el.text or None
+
+
+class Uuid(_Text):
+    def __init__(self) -> None:
+        super().__init__("uuid", "uuid", Str(UUID_RE, "a UUID", lower=True), libvirt_adds=True)
+
+    def parse(self, dom: Any) -> Any:
+        return (dom.findtext("uuid") or "").lower() or None
+
+
+def metadata_config(metadata: dict) -> Any:
+    """<metadata> holding the spec's metadata dict as JSON in the collection's namespace."""
+    el = _xmlutil.element("metadata")
+    child = etree.SubElement(el, "{%s}metadata" % METADATA_NS, nsmap={"hvl": METADATA_NS})
+    child.text = _json.dumps(metadata, sort_keys=True)
+    return el
+
+
+class Metadata(ElementKind):
+    key, tags, schema = "metadata", ("metadata",), Map(Str(), Free())
+
+    def build(self, value: Any, spec: dict, hd: dict) -> Any:
+        return metadata_config(value)
+
+    def parse(self, dom: Any) -> Any:
+        meta = dom.find("metadata/{%s}metadata" % METADATA_NS)
+        if meta is None or not meta.text:
+            return None
+        try:
+            return _json.loads(meta.text)
+        except ValueError:
+            return None
+
+
+def mib(el: Any, attr: str | None = None, unit_attr: str = "unit") -> int:
+    """A libvirt size in whole MiB (rounded)."""
+    return int(round(scaled_kib(el, attr, unit_attr) / 1024))
+
+
+class _Size(ElementKind):
+    """<memory> and <currentMemory>: a size in MiB."""
+
+    def __init__(self, key: str, tag: str, always: bool = False) -> None:
+        self.key, self.tags, self.schema, self.always, self.libvirt_adds = key, (tag,), Size(), always, True
+
+    def build_all(self, spec: dict, hd: dict) -> list[Any]:
+        if self.key not in spec:
+            return []
+        return [_xmlutil.element(self.tags[0], {"unit": "MiB"}, spec[self.key])]
+
+    def parse(self, dom: Any) -> Any:
+        el = dom.find(self.tags[0])
+        return mib(el) if el is not None else None
+
+
+def memory_backing_config(backing: dict) -> Any:
+    """<memoryBacking>: hugepages (all default-size, or per size and node set), locked, nosharepages."""
+    el = _xmlutil.element("memoryBacking")
+    pages = backing.get("hugepages")
+    if pages:
+        hp = _xmlutil.sub(el, "hugepages")
+        if isinstance(pages, list):
+            for page in pages:
+                _xmlutil.sub(hp, "page", {"size": page["size"], "unit": "MiB", "nodeset": page.get("nodeset")})
+    if backing.get("nosharepages"):
+        _xmlutil.sub(el, "nosharepages")
+    if backing.get("locked"):
+        _xmlutil.sub(el, "locked")
+    return el
+
+
+class MemoryBacking(ElementKind):
+    key, tags = "memory_backing", ("memoryBacking",)
+    schema = Dict({
+        "hugepages": Either(Bool(), List(Dict({"size": Size(), "nodeset": CpuSet()}, required=("size",))),
+                            what="true or a list of {size, nodeset}"),
+        "locked": Bool(),
+        "nosharepages": Bool(),
+    })
+
+    def build(self, value: Any, spec: dict, hd: dict) -> Any:
+        return memory_backing_config(value)
+
+    def parse(self, dom: Any) -> Any:
+        mb = dom.find("memoryBacking")
+        if mb is None:
+            return None
+        backing: dict[str, Any] = {}
+        hp = mb.find("hugepages")
+        if hp is not None:
+            pages = []
+            for page in hp.findall("page"):
+                p: dict[str, Any] = {"size": mib(page, "size")}
+                put(p, "nodeset", page.get("nodeset"))
+                pages.append(p)
+            backing["hugepages"] = pages or True
+        for flag in ("locked", "nosharepages"):
+            if mb.find(flag) is not None:
+                backing[flag] = True
+        return backing
+
+
+class Vcpus(ElementKind):
+    key, tags, schema, libvirt_adds = "vcpus", ("vcpu", "vcpus"), Int(1, 65535), True
+
+    def build_all(self, spec: dict, hd: dict) -> list[Any]:
+        return [_xmlutil.element("vcpu", None, spec["vcpus"])] if "vcpus" in spec else []
+
+    def parse(self, dom: Any) -> Any:
+        vcpu = dom.find("vcpu")
+        return int(vcpu.text) if vcpu is not None else None
+
+
+def cputune_config(cputune: dict) -> Any:
+    """<cputune>: vCPU and emulator pinning."""
+    el = _xmlutil.element("cputune")
+    for vcpu, cpuset in sorted(cputune.get("vcpupin", {}).items()):
+        _xmlutil.sub(el, "vcpupin", {"vcpu": vcpu, "cpuset": cpuset})
+    if "emulatorpin" in cputune:
+        _xmlutil.sub(el, "emulatorpin", {"cpuset": cputune["emulatorpin"]})
+    return el
+
+
+class Cputune(ElementKind):
+    key, tags = "cputune", ("cputune",)
+    schema = Dict({"vcpupin": Map(Int(), CpuSet()), "emulatorpin": CpuSet()})
+
+    def build(self, value: Any, spec: dict, hd: dict) -> Any:
+        return cputune_config(value)
+
+    def parse(self, dom: Any) -> Any:
+        ct = dom.find("cputune")
+        if ct is None:
+            return None
+        cputune: dict[str, Any] = {}
+        put(cputune, "vcpupin", {int(p.get("vcpu")): p.get("cpuset") for p in ct.findall("vcpupin")})
+        ep = ct.find("emulatorpin")
+        if ep is not None:
+            cputune["emulatorpin"] = ep.get("cpuset")
+        return cputune
+
+
+def numatune_config(numatune: dict) -> Any:
+    """<numatune>: host NUMA placement of guest memory."""
+    el = _xmlutil.element("numatune")
+    if "mode" in numatune or "nodeset" in numatune:
+        _xmlutil.sub(el, "memory", {"mode": numatune.get("mode"), "nodeset": numatune.get("nodeset")})
+    for node in numatune.get("memnodes", []):
+        _xmlutil.sub(el, "memnode", {"cellid": node["cellid"], "mode": node.get("mode"), "nodeset": node["nodeset"]})
+    return el
+
+
+class Numatune(ElementKind):
+    key, tags = "numatune", ("numatune",)
+    schema = Dict({
+        "mode": Enum("strict", "preferred", "interleave", "restrictive"),
+        "nodeset": CpuSet(),
+        "memnodes": List(Dict({"cellid": Int(), "mode": Enum("strict", "preferred", "interleave", "restrictive"),
+                               "nodeset": CpuSet()}, required=("cellid", "mode", "nodeset"))),
+    })
+
+    def build(self, value: Any, spec: dict, hd: dict) -> Any:
+        return numatune_config(value)
+
+    def parse(self, dom: Any) -> Any:
+        nt = dom.find("numatune")
+        if nt is None:
+            return None
+        numatune: dict[str, Any] = {}
+        m = nt.find("memory")
+        if m is not None:
+            put(numatune, "mode", m.get("mode"))
+            put(numatune, "nodeset", m.get("nodeset"))
+        nodes = []
+        for n in nt.findall("memnode"):
+            node: dict[str, Any] = {"cellid": int(n.get("cellid")), "nodeset": n.get("nodeset")}
+            put(node, "mode", n.get("mode"))
+            nodes.append(node)
+        put(numatune, "memnodes", nodes)
+        return numatune
+
+_SYSINFO_TAGS = {"bios": "bios", "system": "system", "base_board": "baseBoard", "chassis": "chassis"}
+
+_SYSINFO_SECTIONS = {
+    "bios": ("vendor", "version", "date", "release"),
+    "system": ("manufacturer", "product", "version", "serial", "uuid", "sku", "family"),
+    "base_board": ("manufacturer", "product", "version", "serial", "asset", "location"),
+    "chassis": ("manufacturer", "version", "serial", "asset", "sku"),
+}
+
+_SYSINFO = Dict(dict(
+    {sec: Dict({k: Str() for k in keys}) for sec, keys in _SYSINFO_SECTIONS.items()},
+    oem_strings=List(Str()),
+))
+
+
+def sysinfo_config(sysinfo: dict) -> Any:
+    """<sysinfo type='smbios'> (the blueprint's _get_guest_config_sysinfo); <os> adds <smbios mode='sysinfo'/>."""
+    el = _xmlutil.element("sysinfo", {"type": "smbios"})
+    for key, tag in _SYSINFO_TAGS.items():
+        if sysinfo.get(key):
+            sec = _xmlutil.sub(el, tag)
+            for name, value in sysinfo[key].items():
+                _xmlutil.sub(sec, "entry", {"name": name}, value)
+    if sysinfo.get("oem_strings"):
+        oem = _xmlutil.sub(el, "oemStrings")
+        for value in sysinfo["oem_strings"]:
+            _xmlutil.sub(oem, "entry", None, value)
+    return el
+
+
+class Sysinfo(ElementKind):
+    key, tags, schema = "sysinfo", ("sysinfo",), _SYSINFO
+
+    def build(self, value: Any, spec: dict, hd: dict) -> Any:
+        return sysinfo_config(value)
+
+    def parse(self, dom: Any) -> Any:
+        si = dom.find("sysinfo")
+        if si is None or si.get("type", "smbios") != "smbios":
+            return None
+        sysinfo: dict[str, Any] = {}
+        for key, tag in _SYSINFO_TAGS.items():
+            sec = si.find(tag)
+            if sec is not None:
+                put(sysinfo, key, {e.get("name"): e.text or "" for e in sec.findall("entry")})
+        oem = si.find("oemStrings")
+        if oem is not None:
+            put(sysinfo, "oem_strings", [e.text or "" for e in oem.findall("entry")])
+        return sysinfo
+
+_BOOT_DEVS = ("hd", "cdrom", "network", "fd")
+
+_OS = Dict({
+    "arch": Str(),
+    "machine": Str(),
+    "firmware": Enum("bios", "efi"),
+    "secure_boot": Bool(),
+    "boot": List(Enum(*_BOOT_DEVS)),
+    "kernel": Str(ABS_PATH_RE, "an absolute path"),
+    "initrd": Str(ABS_PATH_RE, "an absolute path"),
+    "cmdline": Str(),
+})
+
+
+def os_config(os_spec: dict, smbios: bool = False, loader: str | None = None,
+              arch: str | None = None, machine: str | None = None) -> Any:
+    """<os>: type/arch/machine, firmware (libvirt's autoselection unless a loader path is given), boot."""
+    firmware = os_spec.get("firmware")
+    el = _xmlutil.element("os", {"firmware": firmware if firmware and not loader else None})
+    _xmlutil.sub(el, "type", {"arch": os_spec.get("arch", arch), "machine": os_spec.get("machine", machine)}, "hvm")
+    if firmware == "efi":
+        secure = os_spec.get("secure_boot")
+        if loader:
+            _xmlutil.sub(el, "loader", {"readonly": True, "type": "pflash",
+                                "secure": secure if secure is not None else None}, loader)
+            template = _nvram_template(loader)
+            if template:
+                _xmlutil.sub(el, "nvram", {"template": template})
+        elif secure is not None:
+            fw = _xmlutil.sub(el, "firmware")
+            _xmlutil.sub(fw, "feature", {"enabled": secure, "name": "secure-boot"})
+            _xmlutil.sub(fw, "feature", {"enabled": secure, "name": "enrolled-keys"})
+    for key in ("kernel", "initrd", "cmdline"):
+        if key in os_spec:
+            _xmlutil.sub(el, key, None, os_spec[key])
+    for dev in os_spec.get("boot", []):
+        _xmlutil.sub(el, "boot", {"dev": dev})
+    if smbios:
+        _xmlutil.sub(el, "smbios", {"mode": "sysinfo"})
+    return el
+
+
+def _nvram_template(loader: str) -> str | None:
+    """The variables file shipped beside a loader (Debian/Fedora naming), if it is on this machine."""
+    candidates = [loader.replace("_CODE", "_VARS").replace(".secboot", ".ms"),
+                  loader.replace("_CODE", "_VARS").replace(".secboot", ""),
+                  loader.replace("-code", "-vars")]
+    for path in candidates:
+        if path != loader and os.path.exists(path):
+            return path
+    return None
+
+
+def _parse_os(el: Any) -> dict:
+    os_spec: dict[str, Any] = {}
+    typ = el.find("type")
+    if typ is not None:
+        put(os_spec, "arch", typ.get("arch"))
+        put(os_spec, "machine", typ.get("machine"))
+    loader = el.find("loader")
+    if el.get("firmware") == "efi" or (loader is not None and loader.get("type") == "pflash"):
+        os_spec["firmware"] = "efi"
+    elif el.get("firmware") == "bios":
+        os_spec["firmware"] = "bios"
+    for feat in el.findall("firmware/feature"):
+        if feat.get("name") == "secure-boot":
+            os_spec["secure_boot"] = yes(feat.get("enabled"))
+    if "secure_boot" not in os_spec and loader is not None and loader.get("secure"):
+        os_spec["secure_boot"] = yes(loader.get("secure"))
+    for key in ("kernel", "initrd", "cmdline"):
+        if el.find(key) is not None:
+            os_spec[key] = el.findtext(key) or ""
+    put(os_spec, "boot", [b.get("dev") for b in el.findall("boot")])
+    return os_spec
+
+
+class Os(ElementKind):
+    key, tags, schema, always = "os", ("os",), _OS, True
+
+    def build(self, value: Any, spec: dict, hd: dict) -> Any:
+        return os_config(value or {}, smbios=bool(spec.get("sysinfo")), loader=hd.get("loader"),
+                         arch=hd.get("arch"), machine=hd.get("machine"))
+
+    def parse(self, dom: Any) -> Any:
+        el = dom.find("os")
+        return _parse_os(el) if el is not None else None
+
+
+def _pre_features(value: Any, path: str) -> Any:
+    if isinstance(value, list):
+        out = {}
+        for i, name in enumerate(value):
+            if not isinstance(name, str):
+                raise InvalidSpec("%s[%d]" % (path, i), "expected a feature name, got %s" % typename(name))
+            out[name] = True
+        return out
+    return value
+
+_STATE_FEATURES = ("hap", "pvspinlock", "pmu", "vmport", "smm", "vmcoreinfo", "htm", "ps2")
+
+_FLAG_FEATURES = ("acpi", "apic", "pae", "viridian", "privnet")
+
+FEATURES = tuple(sorted(_FLAG_FEATURES + _STATE_FEATURES))
+
+
+def _post_features(f: dict, path: str) -> dict:
+    for name, on in f.items():
+        if not on and name in _FLAG_FEATURES:
+            raise InvalidSpec("%s.%s" % (path, name), "false is only possible for %s; leave %s out to turn "
+                              "it off" % (", ".join(_STATE_FEATURES), name))
+    return f
+
+
+def features_config(features: dict) -> Any:
+    """<features>: flags as empty elements, on/off features with state=."""
+    el = _xmlutil.element("features")
+    for name, on in features.items():
+        if name in ("acpi", "apic", "pae", "viridian", "privnet"):
+            _xmlutil.sub(el, name)
+        else:
+            _xmlutil.sub(el, name, {"state": onoff(on)})
+    return el
+
+
+class Features(ElementKind):
+    key, tags = "features", ("features",)
+    schema = Map(Enum(*FEATURES), Bool(), pre=_pre_features, post=_post_features)
+
+    def build(self, value: Any, spec: dict, hd: dict) -> Any:
+        return features_config(value)
+
+    def parse(self, dom: Any) -> Any:
+        feats = dom.find("features")
+        if feats is None:
+            return None
+        features = {}
+        for f in feats:
+            if not isinstance(f.tag, str):
+                continue
+            if f.tag in _FLAG_FEATURES:
+                features[f.tag] = True
+            elif f.tag in _STATE_FEATURES:
+                features[f.tag] = f.get("state", "on") == "on"
+        return features
+
+
+def _post_topology(t: dict, path: str) -> dict:
+    for key in ("sockets", "dies", "cores", "threads"):
+        t.setdefault(key, 1)
+    return t
+
+
+def _post_cpu(c: dict, path: str) -> dict:
+    if "mode" not in c and ("model" in c or "vendor" in c or "fallback" in c):
+        c["mode"] = "custom"
+    if c.get("mode") not in ("custom", None) and "vendor" in c:
+        raise InvalidSpec("%s.vendor" % path, "only applies to cpu.mode custom, not %s" % c["mode"])
+    if c.get("mode") not in ("custom", "host-model", None) and "fallback" in c:
+        raise InvalidSpec("%s.fallback" % path, "only applies to cpu.mode custom and host-model, not %s" % c["mode"])
+    if c.get("mode") == "custom" and "model" not in c:
+        raise InvalidSpec("%s.model" % path, "is required with cpu.mode custom")
+    ids = [cell["id"] for cell in c.get("numa", [])]
+    if len(set(ids)) != len(ids):
+        raise InvalidSpec("%s.numa" % path, "cell ids must be unique, got %s" % ids)
+    if "numa" in c:
+        c["numa"].sort(key=lambda cell: cell["id"])  # libvirt holds the cells in the order of their ids
+    return c
+
+_CPU = Dict({
+    "mode": Enum("host-passthrough", "host-model", "custom", "maximum"),
+    "model": Str(),
+    "fallback": Enum("allow", "forbid"),
+    "vendor": Str(),
+    "features": Map(Str(), Enum("force", "require", "optional", "disable", "forbid")),
+    "topology": Dict({k: Int(1) for k in ("sockets", "dies", "cores", "threads")}, post=_post_topology),
+    "numa": List(Dict({"id": Int(), "cpus": CpuSet(), "memory": Size(), "mem_access": Enum("shared", "private")},
+                      required=("id", "memory"))),
+}, post=_post_cpu)
+
+
+def cpu_model_config(cpu: dict) -> Any:
+    """<cpu> with mode, model, vendor and features (the blueprint's _get_guest_cpu_model_config)."""
+    el = _xmlutil.element("cpu", {"mode": cpu.get("mode")})
+    if "model" in cpu:
+        _xmlutil.sub(el, "model", {"fallback": cpu.get("fallback")}, cpu["model"])
+    if "vendor" in cpu:
+        _xmlutil.sub(el, "vendor", None, cpu["vendor"])
+    return el
+
+
+def cpu_config(cpu: dict) -> Any:
+    """The whole <cpu>: model config plus topology, features and NUMA cells."""
+    el = cpu_model_config(cpu)
+    topo = cpu.get("topology")
+    if topo:
+        _xmlutil.sub(el, "topology", {k: topo[k] for k in ("sockets", "dies", "cores", "threads")})
+    for name, policy in cpu.get("features", {}).items():
+        _xmlutil.sub(el, "feature", {"policy": policy, "name": name})
+    if cpu.get("numa"):
+        numa = _xmlutil.sub(el, "numa")
+        for cell in cpu["numa"]:
+            _xmlutil.sub(numa, "cell", {"id": cell["id"], "cpus": cell.get("cpus"), "memory": cell["memory"],
+                                "unit": "MiB", "memAccess": cell.get("mem_access")})
+    return el
+
+
+def _parse_cpu(el: Any) -> dict:
+    cpu: dict[str, Any] = {}
+    put(cpu, "mode", el.get("mode"))
+    model = el.find("model")
+    if model is not None and (model.text or "").strip():
+        cpu["model"] = model.text.strip()
+        put(cpu, "fallback", model.get("fallback"))
+    if el.findtext("vendor"):
+        cpu["vendor"] = el.findtext("vendor")
+    topo = el.find("topology")
+    if topo is not None:
+        cpu["topology"] = {k: int(topo.get(k, 1)) for k in ("sockets", "dies", "cores", "threads")}
+    put(cpu, "features", {f.get("name"): f.get("policy", "require") for f in el.findall("feature")})
+    cells = []
+    for index, cell in enumerate(el.findall("numa/cell")):
+        c = {"memory": mib(cell, "memory")}
+        put(c, "cpus", cell.get("cpus"))
+        # a cell without id is numbered by its place, as libvirt numbers it
+        c["id"] = _model.c_int(cell.get("id")) if cell.get("id") is not None else index
+        put(c, "mem_access", cell.get("memAccess"))
+        cells.append(c)
+    put(cpu, "numa", cells)
+    if cpu.get("mode") == "custom" and "model" not in cpu:
+        del cpu["mode"]  # libvirt writes mode='custom' for a bare topology
+    return cpu
+
+
+class Cpu(ElementKind):
+    key, tags, schema, libvirt_adds = "cpu", ("cpu",), _CPU, True
+
+    def build(self, value: Any, spec: dict, hd: dict) -> Any:
+        return cpu_config(value)
+
+    def parse(self, dom: Any) -> Any:
+        el = dom.find("cpu")
+        return _parse_cpu(el) if el is not None else None
+
+_TIMER = Dict({"name": Enum("platform", "pit", "rtc", "hpet", "tsc", "kvmclock", "hypervclock", "armvtimer"),
+               "present": Bool(),
+               "tickpolicy": Enum("delay", "catchup", "merge", "discard")}, required=("name",))
+
+
+def clock_config(clock: dict) -> Any:
+    """<clock> with its offset and timers."""
+    el = _xmlutil.element("clock", {"offset": clock.get("offset", "utc"), "timezone": clock.get("timezone")})
+    for timer in clock.get("timers", []):
+        _xmlutil.sub(el, "timer", {"name": timer["name"], "tickpolicy": timer.get("tickpolicy"),
+                           "present": timer.get("present")})
+    return el
+
+
+class Clock(ElementKind):
+    key, tags, libvirt_adds = "clock", ("clock",), True
+    schema = Dict({"offset": Enum("utc", "localtime", "timezone", "variable", "absolute"), "timezone": Str(),
+                   "timers": List(_TIMER)})
+
+    def build(self, value: Any, spec: dict, hd: dict) -> Any:
+        return clock_config(value)
+
+    def parse(self, dom: Any) -> Any:
+        clk = dom.find("clock")
+        if clk is None:
+            return None
+        clock: dict[str, Any] = {"offset": clk.get("offset", "utc")}
+        put(clock, "timezone", clk.get("timezone"))
+        timers = []
+        for t in clk.findall("timer"):
+            timer: dict[str, Any] = {"name": t.get("name")}
+            put(timer, "tickpolicy", t.get("tickpolicy"))
+            if t.get("present"):
+                timer["present"] = yes(t.get("present"))
+            timers.append(timer)
+        put(clock, "timers", timers)
+        return clock
+
+
+_LIFECYCLE = ("destroy", "restart", "preserve", "rename-restart")
+
+# Every modelled child of <domain> but name and devices, in the order guest_config writes them.
+ELEMENTS: tuple[ElementKind, ...] = (
+    Uuid(),
+    _Text("title", "title", Str(), empty=True),
+    _Text("description", "description", Str(nonempty=False, multiline=True), empty=True),
+    Metadata(),
+    _Size("memory", "memory"),
+    _Size("current_memory", "currentMemory"),
+    MemoryBacking(), Vcpus(), Cputune(), Numatune(), Sysinfo(), Os(), Features(), Cpu(), Clock(),
+    _Text("on_poweroff", "on_poweroff", Enum(*_LIFECYCLE), libvirt_adds=True),
+    _Text("on_reboot", "on_reboot", Enum(*_LIFECYCLE), libvirt_adds=True),
+    _Text("on_crash", "on_crash", Enum(*(_LIFECYCLE + ("coredump-destroy", "coredump-restart"))), libvirt_adds=True),
+)
+# Children of <domain> no spec key models that libvirt writes on its own.
+LIBVIRT_ADDED_TOP_UNMODELLED = frozenset({"pm", "resource", "seclabel", "keywrap", "genid"})
+LIBVIRT_ADDED_TOP = LIBVIRT_ADDED_TOP_UNMODELLED | frozenset(t for k in ELEMENTS if k.libvirt_adds for t in k.tags)
 
 
 # ---------------------------------------------------------------- the table
@@ -1060,8 +1662,10 @@ def runtime_attribute(el: Any, key: str, have: str | None) -> bool:
     return LIBVIRT_DROPS_ATTRIBUTES.get((el.tag, key)) == el.get(key)
 
 
-__all__ = ["DeviceKind", "DEVICES", "DEVICE_KINDS", "LIBVIRT_ADDED_DEVICES", "runtime_or_default", "runtime_attribute",
+__all__ = ["ElementKind", "ELEMENTS", "LIBVIRT_ADDED_TOP", "METADATA_NS", "DeviceKind", "DEVICES", "DEVICE_KINDS", "LIBVIRT_ADDED_DEVICES", "runtime_or_default", "runtime_attribute",
            "same_value", "TARGET_PREFIX", "disk_index",
            "disk_name", "disk_config", "interface_config", "pci_device_config", "graphics_config", "video_config",
-           "chardev_config", "rng_config", "tpm_config", "watchdog_config", "memballoon_config", "put", "yes",
+           "chardev_config", "rng_config", "cpu_config", "cpu_model_config", "os_config", "sysinfo_config",
+           "features_config", "clock_config", "cputune_config", "numatune_config", "memory_backing_config",
+           "metadata_config", "tpm_config", "watchdog_config", "memballoon_config", "put", "yes", "mib",
            "onoff"]

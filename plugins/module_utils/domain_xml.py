@@ -12,19 +12,22 @@ Ansible import.
 from __future__ import annotations
 
 import copy
-import json as _json
 from typing import Any
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import model as _model
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil as _xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import HypervisorError as _HypervisorError, InvalidSpec
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model import DEVICES, onoff, put, yes
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import METADATA_NS, SPEC, validate_spec
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model import (
+    DEVICES,
+    ELEMENTS,
+    METADATA_NS,
+    mib,
+    put,
+)
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import SPEC, validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import difference
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import Dict, Either, List, Map, scaled_kib
-
-_SYSINFO_TAGS = {"bios": "bios", "system": "system", "base_board": "baseBoard", "chassis": "chassis"}
 
 
 _el = _xmlutil.element
@@ -33,160 +36,18 @@ _sub = _xmlutil.sub
 
 # ---------------------------------------------------------------- CPU
 
-def cpu_model_config(cpu: dict) -> Any:
-    """<cpu> with mode, model, vendor and features (the blueprint's _get_guest_cpu_model_config)."""
-    el = _el("cpu", {"mode": cpu.get("mode")})
-    if "model" in cpu:
-        _sub(el, "model", {"fallback": cpu.get("fallback")}, cpu["model"])
-    if "vendor" in cpu:
-        _sub(el, "vendor", None, cpu["vendor"])
-    return el
-
-
-def cpu_config(cpu: dict) -> Any:
-    """The whole <cpu>: model config plus topology, features and NUMA cells."""
-    el = cpu_model_config(cpu)
-    topo = cpu.get("topology")
-    if topo:
-        _sub(el, "topology", {k: topo[k] for k in ("sockets", "dies", "cores", "threads")})
-    for name, policy in cpu.get("features", {}).items():
-        _sub(el, "feature", {"policy": policy, "name": name})
-    if cpu.get("numa"):
-        numa = _sub(el, "numa")
-        for cell in cpu["numa"]:
-            _sub(numa, "cell", {"id": cell["id"], "cpus": cell.get("cpus"), "memory": cell["memory"],
-                                "unit": "MiB", "memAccess": cell.get("mem_access")})
-    return el
-
-
-def cputune_config(cputune: dict) -> Any:
-    """<cputune>: vCPU and emulator pinning."""
-    el = _el("cputune")
-    for vcpu, cpuset in sorted(cputune.get("vcpupin", {}).items()):
-        _sub(el, "vcpupin", {"vcpu": vcpu, "cpuset": cpuset})
-    if "emulatorpin" in cputune:
-        _sub(el, "emulatorpin", {"cpuset": cputune["emulatorpin"]})
-    return el
-
-
-def numatune_config(numatune: dict) -> Any:
-    """<numatune>: host NUMA placement of guest memory."""
-    el = _el("numatune")
-    if "mode" in numatune or "nodeset" in numatune:
-        _sub(el, "memory", {"mode": numatune.get("mode"), "nodeset": numatune.get("nodeset")})
-    for node in numatune.get("memnodes", []):
-        _sub(el, "memnode", {"cellid": node["cellid"], "mode": node.get("mode"), "nodeset": node["nodeset"]})
-    return el
-
-
-def memory_backing_config(backing: dict) -> Any:
-    """<memoryBacking>: hugepages (all default-size, or per size and node set), locked, nosharepages."""
-    el = _el("memoryBacking")
-    pages = backing.get("hugepages")
-    if pages:
-        hp = _sub(el, "hugepages")
-        if isinstance(pages, list):
-            for page in pages:
-                _sub(hp, "page", {"size": page["size"], "unit": "MiB", "nodeset": page.get("nodeset")})
-    if backing.get("nosharepages"):
-        _sub(el, "nosharepages")
-    if backing.get("locked"):
-        _sub(el, "locked")
-    return el
-
 
 # ---------------------------------------------------------------- storage
 
 
 # ---------------------------------------------------------------- sysinfo, os, features, clock
 
-def sysinfo_config(sysinfo: dict) -> Any:
-    """<sysinfo type='smbios'> (the blueprint's _get_guest_config_sysinfo); <os> adds <smbios mode='sysinfo'/>."""
-    el = _el("sysinfo", {"type": "smbios"})
-    for key, tag in _SYSINFO_TAGS.items():
-        if sysinfo.get(key):
-            sec = _sub(el, tag)
-            for name, value in sysinfo[key].items():
-                _sub(sec, "entry", {"name": name}, value)
-    if sysinfo.get("oem_strings"):
-        oem = _sub(el, "oemStrings")
-        for value in sysinfo["oem_strings"]:
-            _sub(oem, "entry", None, value)
-    return el
-
-
-def os_config(os_spec: dict, smbios: bool = False, loader: str | None = None,
-              arch: str | None = None, machine: str | None = None) -> Any:
-    """<os>: type/arch/machine, firmware (libvirt's autoselection unless a loader path is given), boot."""
-    firmware = os_spec.get("firmware")
-    el = _el("os", {"firmware": firmware if firmware and not loader else None})
-    _sub(el, "type", {"arch": os_spec.get("arch", arch), "machine": os_spec.get("machine", machine)}, "hvm")
-    if firmware == "efi":
-        secure = os_spec.get("secure_boot")
-        if loader:
-            _sub(el, "loader", {"readonly": True, "type": "pflash",
-                                "secure": secure if secure is not None else None}, loader)
-            template = _nvram_template(loader)
-            if template:
-                _sub(el, "nvram", {"template": template})
-        elif secure is not None:
-            fw = _sub(el, "firmware")
-            _sub(fw, "feature", {"enabled": secure, "name": "secure-boot"})
-            _sub(fw, "feature", {"enabled": secure, "name": "enrolled-keys"})
-    for key in ("kernel", "initrd", "cmdline"):
-        if key in os_spec:
-            _sub(el, key, None, os_spec[key])
-    for dev in os_spec.get("boot", []):
-        _sub(el, "boot", {"dev": dev})
-    if smbios:
-        _sub(el, "smbios", {"mode": "sysinfo"})
-    return el
-
-
-def _nvram_template(loader: str) -> str | None:
-    """The variables file shipped beside a loader (Debian/Fedora naming), if it is on this machine."""
-    import os.path
-    candidates = [loader.replace("_CODE", "_VARS").replace(".secboot", ".ms"),
-                  loader.replace("_CODE", "_VARS").replace(".secboot", ""),
-                  loader.replace("-code", "-vars")]
-    for path in candidates:
-        if path != loader and os.path.exists(path):
-            return path
-    return None
-
-
-def features_config(features: dict) -> Any:
-    """<features>: flags as empty elements, on/off features with state=."""
-    el = _el("features")
-    for name, on in features.items():
-        if name in ("acpi", "apic", "pae", "viridian", "privnet"):
-            _sub(el, name)
-        else:
-            _sub(el, name, {"state": onoff(on)})
-    return el
-
-
-def clock_config(clock: dict) -> Any:
-    """<clock> with its offset and timers."""
-    el = _el("clock", {"offset": clock.get("offset", "utc"), "timezone": clock.get("timezone")})
-    for timer in clock.get("timers", []):
-        _sub(el, "timer", {"name": timer["name"], "tickpolicy": timer.get("tickpolicy"),
-                           "present": timer.get("present")})
-    return el
-
 
 # ---------------------------------------------------------------- devices
 
 
-def metadata_config(metadata: dict) -> Any:
-    """<metadata> holding the spec's metadata dict as JSON in the collection's namespace."""
-    el = _el("metadata")
-    child = etree.SubElement(el, "{%s}metadata" % METADATA_NS, nsmap={"hvl": METADATA_NS})
-    child.text = _json.dumps(metadata, sort_keys=True)
-    return el
-
-
 # ---------------------------------------------------------------- the whole domain
+
 
 def _host_defaults(spec: dict, host: Any) -> dict[str, Any]:
     """Domain type, arch, machine, emulator and UEFI loader from the host's capabilities.
@@ -241,35 +102,8 @@ def guest_config(spec: dict, host: Any = None) -> Any:
     hd = _host_defaults(spec, host) if host is not None else {}
     dom = _el("domain", {"type": spec.get("type") or hd.get("type") or "kvm"})
     _sub(dom, "name", None, spec["name"])
-    for key, tag in (("uuid", "uuid"), ("title", "title"), ("description", "description")):
-        if key in spec:
-            _sub(dom, tag, None, spec[key])
-    if spec.get("metadata"):
-        dom.append(metadata_config(spec["metadata"]))
-    _sub(dom, "memory", {"unit": "MiB"}, spec["memory"])
-    if "current_memory" in spec:
-        _sub(dom, "currentMemory", {"unit": "MiB"}, spec["current_memory"])
-    if spec.get("memory_backing"):
-        dom.append(memory_backing_config(spec["memory_backing"]))
-    if "vcpus" in spec:
-        _sub(dom, "vcpu", None, spec["vcpus"])
-    if spec.get("cputune"):
-        dom.append(cputune_config(spec["cputune"]))
-    if spec.get("numatune"):
-        dom.append(numatune_config(spec["numatune"]))
-    if spec.get("sysinfo"):
-        dom.append(sysinfo_config(spec["sysinfo"]))
-    dom.append(os_config(spec.get("os", {}), smbios=bool(spec.get("sysinfo")), loader=hd.get("loader"),
-                         arch=hd.get("arch"), machine=hd.get("machine")))
-    if spec.get("features"):
-        dom.append(features_config(spec["features"]))
-    if spec.get("cpu"):
-        dom.append(cpu_config(spec["cpu"]))
-    if spec.get("clock"):
-        dom.append(clock_config(spec["clock"]))
-    for key in ("on_poweroff", "on_reboot", "on_crash"):
-        if key in spec:
-            _sub(dom, key, None, spec[key])
+    for kind in ELEMENTS:
+        dom.extend(kind.build_all(spec, hd))
     devices = _sub(dom, "devices")
     if hd.get("emulator"):
         _sub(devices, "emulator", None, hd["emulator"])
@@ -285,13 +119,7 @@ def guest_config(spec: dict, host: Any = None) -> Any:
 # Which children of <domain> and of <devices> each spec key writes. Redefining an existing domain
 # from a spec replaces exactly the elements of the keys the user gave and keeps everything else
 # libvirt holds (merge_definition): a key left out is not managed, never reset.
-SPEC_TOP_ELEMENTS: dict[str, tuple[str, ...]] = {
-    "uuid": ("uuid",), "title": ("title",), "description": ("description",), "memory": ("memory",),
-    "current_memory": ("currentMemory",), "vcpus": ("vcpu", "vcpus"), "cpu": ("cpu",),
-    "cputune": ("cputune",), "numatune": ("numatune",), "memory_backing": ("memoryBacking",),
-    "os": ("os",), "features": ("features",), "clock": ("clock",), "sysinfo": ("sysinfo",),
-    "on_poweroff": ("on_poweroff",), "on_reboot": ("on_reboot",), "on_crash": ("on_crash",),
-}
+SPEC_TOP_ELEMENTS: dict[str, tuple[str, ...]] = {kind.key: kind.tags for kind in ELEMENTS if kind.key != "metadata"}
 SPEC_DEVICE_ELEMENTS: dict[str, tuple[str, ...]] = {kind.key: (kind.tag,) for kind in DEVICES}
 
 
@@ -413,59 +241,6 @@ def guest_xml(spec: dict, host: Any = None, validate: bool = True) -> str:
 
 # ---------------------------------------------------------------- parsing back
 
-def _mib(el: Any, attr: str | None = None, unit_attr: str = "unit") -> int:
-    return int(round(scaled_kib(el, attr, unit_attr) / 1024))
-
-
-def _parse_cpu(el: Any) -> dict:
-    cpu: dict[str, Any] = {}
-    put(cpu, "mode", el.get("mode"))
-    model = el.find("model")
-    if model is not None and (model.text or "").strip():
-        cpu["model"] = model.text.strip()
-        put(cpu, "fallback", model.get("fallback"))
-    if el.findtext("vendor"):
-        cpu["vendor"] = el.findtext("vendor")
-    topo = el.find("topology")
-    if topo is not None:
-        cpu["topology"] = {k: int(topo.get(k, 1)) for k in ("sockets", "dies", "cores", "threads")}
-    put(cpu, "features", {f.get("name"): f.get("policy", "require") for f in el.findall("feature")})
-    cells = []
-    for index, cell in enumerate(el.findall("numa/cell")):
-        c = {"memory": _mib(cell, "memory")}
-        put(c, "cpus", cell.get("cpus"))
-        # a cell without id is numbered by its place, as libvirt numbers it
-        c["id"] = _model.c_int(cell.get("id")) if cell.get("id") is not None else index
-        put(c, "mem_access", cell.get("memAccess"))
-        cells.append(c)
-    put(cpu, "numa", cells)
-    if cpu.get("mode") == "custom" and "model" not in cpu:
-        del cpu["mode"]  # libvirt writes mode='custom' for a bare topology
-    return cpu
-
-
-def _parse_os(el: Any) -> dict:
-    os_spec: dict[str, Any] = {}
-    typ = el.find("type")
-    if typ is not None:
-        put(os_spec, "arch", typ.get("arch"))
-        put(os_spec, "machine", typ.get("machine"))
-    loader = el.find("loader")
-    if el.get("firmware") == "efi" or (loader is not None and loader.get("type") == "pflash"):
-        os_spec["firmware"] = "efi"
-    elif el.get("firmware") == "bios":
-        os_spec["firmware"] = "bios"
-    for feat in el.findall("firmware/feature"):
-        if feat.get("name") == "secure-boot":
-            os_spec["secure_boot"] = yes(feat.get("enabled"))
-    if "secure_boot" not in os_spec and loader is not None and loader.get("secure"):
-        os_spec["secure_boot"] = yes(loader.get("secure"))
-    for key in ("kernel", "initrd", "cmdline"):
-        if el.find(key) is not None:
-            os_spec[key] = el.findtext(key) or ""
-    put(os_spec, "boot", [b.get("dev") for b in el.findall("boot")])
-    return os_spec
-
 
 def parse_domain_xml(xml: Any) -> dict:
     """Read a domain XML (ours, or libvirt's XMLDesc with its additions) into the spec's terms.
@@ -477,115 +252,15 @@ def parse_domain_xml(xml: Any) -> dict:
     """
     dom = _xmlutil.parse(xml, "domain XML") if isinstance(xml, (str, bytes)) else xml
     spec: dict[str, Any] = {"name": dom.findtext("name")}
-    put(spec, "uuid", (dom.findtext("uuid") or "").lower() or None)
     put(spec, "type", dom.get("type"))
-    if dom.find("title") is not None:
-        spec["title"] = dom.findtext("title") or ""
-    if dom.find("description") is not None:
-        spec["description"] = dom.findtext("description") or ""
-    meta = dom.find("metadata/{%s}metadata" % METADATA_NS)
-    if meta is not None and meta.text:
-        try:
-            spec["metadata"] = _json.loads(meta.text)
-        except ValueError:
-            pass
-    mem = dom.find("memory")
-    if mem is not None:
-        spec["memory"] = _mib(mem)
-    cur = dom.find("currentMemory")
-    if cur is not None:
-        spec["current_memory"] = _mib(cur)
-    mb = dom.find("memoryBacking")
-    if mb is not None:
-        backing: dict[str, Any] = {}
-        hp = mb.find("hugepages")
-        if hp is not None:
-            pages = []
-            for page in hp.findall("page"):
-                p: dict[str, Any] = {"size": _mib(page, "size")}
-                put(p, "nodeset", page.get("nodeset"))
-                pages.append(p)
-            backing["hugepages"] = pages or True
-        for flag in ("locked", "nosharepages"):
-            if mb.find(flag) is not None:
-                backing[flag] = True
-        put(spec, "memory_backing", backing)
-    vcpu = dom.find("vcpu")
-    if vcpu is not None:
-        spec["vcpus"] = int(vcpu.text)
-    ct = dom.find("cputune")
-    if ct is not None:
-        cputune: dict[str, Any] = {}
-        put(cputune, "vcpupin", {int(p.get("vcpu")): p.get("cpuset") for p in ct.findall("vcpupin")})
-        ep = ct.find("emulatorpin")
-        if ep is not None:
-            cputune["emulatorpin"] = ep.get("cpuset")
-        put(spec, "cputune", cputune)
-    nt = dom.find("numatune")
-    if nt is not None:
-        numatune: dict[str, Any] = {}
-        m = nt.find("memory")
-        if m is not None:
-            put(numatune, "mode", m.get("mode"))
-            put(numatune, "nodeset", m.get("nodeset"))
-        nodes = []
-        for n in nt.findall("memnode"):
-            node: dict[str, Any] = {"cellid": int(n.get("cellid")), "nodeset": n.get("nodeset")}
-            put(node, "mode", n.get("mode"))
-            nodes.append(node)
-        put(numatune, "memnodes", nodes)
-        put(spec, "numatune", numatune)
-    si = dom.find("sysinfo")
-    if si is not None and si.get("type", "smbios") == "smbios":
-        sysinfo: dict[str, Any] = {}
-        for key, tag in _SYSINFO_TAGS.items():
-            sec = si.find(tag)
-            if sec is not None:
-                put(sysinfo, key, {e.get("name"): e.text or "" for e in sec.findall("entry")})
-        oem = si.find("oemStrings")
-        if oem is not None:
-            put(sysinfo, "oem_strings", [e.text or "" for e in oem.findall("entry")])
-        put(spec, "sysinfo", sysinfo)
-    os_el = dom.find("os")
-    if os_el is not None:
-        put(spec, "os", _parse_os(os_el))
-    feats = dom.find("features")
-    if feats is not None:
-        features = {}
-        for f in feats:
-            if not isinstance(f.tag, str):
-                continue
-            name = f.tag
-            if name in ("acpi", "apic", "pae", "viridian", "privnet"):
-                features[name] = True
-            elif name in ("hap", "pvspinlock", "pmu", "vmport", "smm", "vmcoreinfo", "htm", "ps2"):
-                features[name] = f.get("state", "on") == "on"
-        put(spec, "features", features)
-    cpu_el = dom.find("cpu")
-    if cpu_el is not None:
-        put(spec, "cpu", _parse_cpu(cpu_el))
+    for kind in ELEMENTS:
+        put(spec, kind.key, kind.parse(dom))
     if spec.get("cpu", {}).get("numa"):
         # with NUMA cells libvirt sets the memory from them and the memory devices, whatever <memory> says
         spec["memory"] = sum(c["memory"] for c in spec["cpu"]["numa"]) + sum(
-            _mib(size) for size in dom.findall("devices/memory/target/size"))
+            mib(size) for size in dom.findall("devices/memory/target/size"))
     if spec.get("current_memory", 0) > spec.get("memory", 0):
         spec["current_memory"] = spec["memory"]  # libvirt lowers a larger current memory to the memory
-    clk = dom.find("clock")
-    if clk is not None:
-        clock: dict[str, Any] = {"offset": clk.get("offset", "utc")}
-        put(clock, "timezone", clk.get("timezone"))
-        timers = []
-        for t in clk.findall("timer"):
-            timer: dict[str, Any] = {"name": t.get("name")}
-            put(timer, "tickpolicy", t.get("tickpolicy"))
-            if t.get("present"):
-                timer["present"] = yes(t.get("present"))
-            timers.append(timer)
-        put(clock, "timers", timers)
-        spec["clock"] = clock
-    for key in ("on_poweroff", "on_reboot", "on_crash"):
-        if dom.findtext(key):
-            spec[key] = dom.findtext(key)
     devs = dom.find("devices")
     if devs is None:
         put(spec, "preserved", _preserved(dom, spec))
@@ -618,6 +293,7 @@ def _preserved(dom: Any, spec: dict) -> str | None:
 
 
 # ---------------------------------------------------------------- comparing
+
 
 def spec_differences(desired: dict, current: dict) -> list[dict]:
     """Differences between a normalised desired spec and a parsed current one, over desired's keys only.

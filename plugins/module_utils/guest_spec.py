@@ -15,6 +15,7 @@ from typing import Any
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model import (
     DEVICE_KINDS,
     DEVICES,
+    ELEMENTS,
     TARGET_PREFIX,
     disk_index,
     disk_name,
@@ -22,95 +23,21 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model im
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
 # The schema types (and IFNAME_RE) are schema.py's; network.py still imports them from here.
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (  # noqa: F401
-    ABS_PATH_RE,
     IFNAME_RE,
-    UUID_RE,
     Bool,
-    CpuSet,
     Dict,
     Either,
     Enum,
     Field,
-    Free,
     Int,
     List,
-    Map,
-    Size,
     Str,
     scaled_kib,
     typename,
 )
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import parse as parse_xml
 
-__all__ = ["validate_spec", "validate_interface", "METADATA_NS", "order_disks", "derive_disk_targets", "SPEC"]
-
-# Namespace of the element that carries the spec's ``metadata`` dict inside <metadata>.
-METADATA_NS = "https://hypervisor.libvirt/xmlns/1.0"
-
-
-# ---------------------------------------------------------------- post-processing per section
-
-def _post_topology(t: dict, path: str) -> dict:
-    for key in ("sockets", "dies", "cores", "threads"):
-        t.setdefault(key, 1)
-    return t
-
-
-def _post_cpu(c: dict, path: str) -> dict:
-    if "mode" not in c and ("model" in c or "vendor" in c or "fallback" in c):
-        c["mode"] = "custom"
-    if c.get("mode") not in ("custom", None) and "vendor" in c:
-        raise InvalidSpec("%s.vendor" % path, "only applies to cpu.mode custom, not %s" % c["mode"])
-    if c.get("mode") not in ("custom", "host-model", None) and "fallback" in c:
-        raise InvalidSpec("%s.fallback" % path, "only applies to cpu.mode custom and host-model, not %s" % c["mode"])
-    if c.get("mode") == "custom" and "model" not in c:
-        raise InvalidSpec("%s.model" % path, "is required with cpu.mode custom")
-    ids = [cell["id"] for cell in c.get("numa", [])]
-    if len(set(ids)) != len(ids):
-        raise InvalidSpec("%s.numa" % path, "cell ids must be unique, got %s" % ids)
-    if "numa" in c:
-        c["numa"].sort(key=lambda cell: cell["id"])  # libvirt holds the cells in the order of their ids
-    return c
-
-
-def _pre_features(value: Any, path: str) -> Any:
-    if isinstance(value, list):
-        out = {}
-        for i, name in enumerate(value):
-            if not isinstance(name, str):
-                raise InvalidSpec("%s[%d]" % (path, i), "expected a feature name, got %s" % typename(name))
-            out[name] = True
-        return out
-    return value
-
-
-_STATE_FEATURES = ("hap", "pvspinlock", "pmu", "vmport", "smm", "vmcoreinfo", "htm", "ps2")
-_FLAG_FEATURES = ("acpi", "apic", "pae", "viridian", "privnet")
-FEATURES = tuple(sorted(_FLAG_FEATURES + _STATE_FEATURES))
-
-
-def _post_features(f: dict, path: str) -> dict:
-    for name, on in f.items():
-        if not on and name in _FLAG_FEATURES:
-            raise InvalidSpec("%s.%s" % (path, name), "false is only possible for %s; leave %s out to turn "
-                              "it off" % (", ".join(_STATE_FEATURES), name))
-    return f
-
-
-_SYSINFO_SECTIONS = {
-    "bios": ("vendor", "version", "date", "release"),
-    "system": ("manufacturer", "product", "version", "serial", "uuid", "sku", "family"),
-    "base_board": ("manufacturer", "product", "version", "serial", "asset", "location"),
-    "chassis": ("manufacturer", "version", "serial", "asset", "sku"),
-}
-
-_SYSINFO = Dict(dict(
-    {sec: Dict({k: Str() for k in keys}) for sec, keys in _SYSINFO_SECTIONS.items()},
-    oem_strings=List(Str()),
-))
-
-_BOOT_DEVS = ("hd", "cdrom", "network", "fd")
-_LIFECYCLE = ("destroy", "restart", "preserve", "rename-restart")
+__all__ = ["validate_spec", "validate_interface", "order_disks", "derive_disk_targets", "SPEC"]
 
 
 class _Preserved(Field):
@@ -125,67 +52,12 @@ class _Preserved(Field):
         return value
 
 
-_CPU = Dict({
-    "mode": Enum("host-passthrough", "host-model", "custom", "maximum"),
-    "model": Str(),
-    "fallback": Enum("allow", "forbid"),
-    "vendor": Str(),
-    "features": Map(Str(), Enum("force", "require", "optional", "disable", "forbid")),
-    "topology": Dict({k: Int(1) for k in ("sockets", "dies", "cores", "threads")}, post=_post_topology),
-    "numa": List(Dict({"id": Int(), "cpus": CpuSet(), "memory": Size(), "mem_access": Enum("shared", "private")},
-                      required=("id", "memory"))),
-}, post=_post_cpu)
-
-_OS = Dict({
-    "arch": Str(),
-    "machine": Str(),
-    "firmware": Enum("bios", "efi"),
-    "secure_boot": Bool(),
-    "boot": List(Enum(*_BOOT_DEVS)),
-    "kernel": Str(ABS_PATH_RE, "an absolute path"),
-    "initrd": Str(ABS_PATH_RE, "an absolute path"),
-    "cmdline": Str(),
-})
-
-_TIMER = Dict({"name": Enum("platform", "pit", "rtc", "hpet", "tsc", "kvmclock", "hypervclock", "armvtimer"),
-               "present": Bool(),
-               "tickpolicy": Enum("delay", "catchup", "merge", "discard")}, required=("name",))
-
-
 SPEC = Dict({
     "name": Str(),
-    "uuid": Str(UUID_RE, "a UUID", lower=True),
     "type": Enum("kvm", "qemu", "xen", "lxc", "hvf", "test"),
-    "title": Str(),
-    "description": Str(nonempty=False, multiline=True),
-    "metadata": Map(Str(), Free()),
-    "memory": Size(),
-    "current_memory": Size(),
-    "vcpus": Int(1, 65535),
-    "cpu": _CPU,
-    "cputune": Dict({"vcpupin": Map(Int(), CpuSet()), "emulatorpin": CpuSet()}),
-    "numatune": Dict({
-        "mode": Enum("strict", "preferred", "interleave", "restrictive"),
-        "nodeset": CpuSet(),
-        "memnodes": List(Dict({"cellid": Int(), "mode": Enum("strict", "preferred", "interleave", "restrictive"),
-                               "nodeset": CpuSet()}, required=("cellid", "mode", "nodeset"))),
-    }),
-    "memory_backing": Dict({
-        "hugepages": Either(Bool(), List(Dict({"size": Size(), "nodeset": CpuSet()}, required=("size",))),
-                            what="true or a list of {size, nodeset}"),
-        "locked": Bool(),
-        "nosharepages": Bool(),
-    }),
-    "os": _OS,
-    "features": Map(Enum(*FEATURES), Bool(), pre=_pre_features, post=_post_features),
-    "clock": Dict({"offset": Enum("utc", "localtime", "timezone", "variable", "absolute"), "timezone": Str(),
-                   "timers": List(_TIMER)}),
-    "sysinfo": _SYSINFO,
-    "on_poweroff": Enum(*_LIFECYCLE),
-    "on_reboot": Enum(*_LIFECYCLE),
-    "on_crash": Enum(*(_LIFECYCLE + ("coredump-destroy", "coredump-restart"))),
+    # every other key's schema, from its one declaration (domain_model.ELEMENTS and DEVICES)
+    **{kind.key: kind.schema for kind in ELEMENTS},
     "preserved": _Preserved(),
-    # every device kind's schema, from its one declaration (domain_model.DEVICES)
     **{kind.key: kind.field() for kind in DEVICES},
 }, required=("name",))
 
