@@ -512,7 +512,7 @@ class _Converger:
             if self.desired.spec is not None:
                 # keys the spec leaves out keep what libvirt holds; raw XML is the whole definition
                 element = domain_xml.merge_definition(current, etree.fromstring(etree.tostring(self.desired.merge_base)),
-                                                     self.desired.given)
+                                                      self.desired.given)
             _carry_identity(element, current)
         else:
             differences = [_diff("", None, "defined")]

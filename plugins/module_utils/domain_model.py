@@ -50,6 +50,9 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (
 )
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import check_text
 
+_el = _xmlutil.element
+_sub = _xmlutil.sub
+
 # Namespace of the element that carries the spec's ``metadata`` dict inside <metadata>.
 METADATA_NS = "https://hypervisor.libvirt/xmlns/1.0"
 
@@ -110,7 +113,6 @@ class DeviceKind:
             return [p for p in (self.parse(e) for e in devices.findall(self.tag)) if p is not None]
         el = devices.find(self.tag)
         return self.parse(el) if el is not None else None
-
 
 
 # ---------------------------------------------------------------- disk
@@ -222,33 +224,33 @@ _DISK = Dict({
 
 def disk_config(disk: dict) -> Any:
     """One <disk> (the blueprint's _get_guest_disk_config): file, block or network source."""
-    el = _xmlutil.element("disk", {"type": disk["type"], "device": disk["device"]})
+    el = _el("disk", {"type": disk["type"], "device": disk["device"]})
     if any(k in disk for k in ("format", "cache", "io", "discard")):
-        _xmlutil.sub(el, "driver", {"name": "qemu", "type": disk.get("format"), "cache": disk.get("cache"),
+        _sub(el, "driver", {"name": "qemu", "type": disk.get("format"), "cache": disk.get("cache"),
                             "io": disk.get("io"), "discard": disk.get("discard")})
     src = disk.get("source")
     if src is not None:
         if disk["type"] == "network":
-            s = _xmlutil.sub(el, "source", {"protocol": src["protocol"], "name": src.get("name")})
+            s = _sub(el, "source", {"protocol": src["protocol"], "name": src.get("name")})
             for host in src.get("hosts", []):
-                _xmlutil.sub(s, "host", {"name": host.get("name"), "port": host.get("port"),
+                _sub(s, "host", {"name": host.get("name"), "port": host.get("port"),
                                  "transport": host.get("transport"), "socket": host.get("socket")})
             auth = src.get("auth")
             if auth:
-                a = _xmlutil.sub(s, "auth", {"username": auth["username"]})
-                _xmlutil.sub(a, "secret", {"type": auth.get("secret_type"), "uuid": auth.get("secret_uuid"),
+                a = _sub(s, "auth", {"username": auth["username"]})
+                _sub(a, "secret", {"type": auth.get("secret_type"), "uuid": auth.get("secret_uuid"),
                                    "usage": auth.get("secret_usage")})
         else:
-            _xmlutil.sub(el, "source", {"file" if disk["type"] == "file" else "dev": src})
-    _xmlutil.sub(el, "target", {"dev": disk["target"], "bus": disk["bus"]})
+            _sub(el, "source", {"file" if disk["type"] == "file" else "dev": src})
+    _sub(el, "target", {"dev": disk["target"], "bus": disk["bus"]})
     if disk.get("readonly"):
-        _xmlutil.sub(el, "readonly")
+        _sub(el, "readonly")
     if disk.get("shareable"):
-        _xmlutil.sub(el, "shareable")
+        _sub(el, "shareable")
     if "serial" in disk:
-        _xmlutil.sub(el, "serial", None, disk["serial"])
+        _sub(el, "serial", None, disk["serial"])
     if "boot_order" in disk:
-        _xmlutil.sub(el, "boot", {"order": disk["boot_order"]})
+        _sub(el, "boot", {"order": disk["boot_order"]})
     return el
 
 
@@ -318,7 +320,7 @@ class Disk(DeviceKind):
         """Every <disk> (normalised: targets derived, libvirt's order), plus the virtio-scsi controller if needed."""
         out = [disk_config(d) for d in value]
         if any(d["bus"] == "scsi" for d in value):
-            out.append(_xmlutil.element("controller", {"type": "scsi", "index": 0, "model": "virtio-scsi"}))
+            out.append(_el("controller", {"type": "scsi", "index": 0, "model": "virtio-scsi"}))
         return out
 
     def parse(self, el: Any) -> dict | None:
@@ -425,49 +427,49 @@ _INTERFACE = Dict({
 
 def interface_config(iface: dict) -> Any:
     """One <interface>: source by type, MAC, model, MTU, VLANs, virtualport, bandwidth, filterref."""
-    el = _xmlutil.element("interface", {"type": iface["type"]})
+    el = _el("interface", {"type": iface["type"]})
     if "mac" in iface:
-        _xmlutil.sub(el, "mac", {"address": iface["mac"]})
+        _sub(el, "mac", {"address": iface["mac"]})
     src = iface.get("source")
     if iface["type"] == "network":
-        _xmlutil.sub(el, "source", {"network": src})
+        _sub(el, "source", {"network": src})
     elif iface["type"] == "bridge":
-        _xmlutil.sub(el, "source", {"bridge": src})
+        _sub(el, "source", {"bridge": src})
     elif iface["type"] == "direct":
-        _xmlutil.sub(el, "source", {"dev": src["dev"], "mode": src["mode"]})
+        _sub(el, "source", {"dev": src["dev"], "mode": src["mode"]})
     vport = iface.get("virtualport")
     if vport:
-        vp = _xmlutil.sub(el, "virtualport", {"type": vport.get("type")})
+        vp = _sub(el, "virtualport", {"type": vport.get("type")})
         if vport.get("parameters"):
-            _xmlutil.sub(vp, "parameters", vport["parameters"])
+            _sub(vp, "parameters", vport["parameters"])
     if "target" in iface:
-        _xmlutil.sub(el, "target", {"dev": iface["target"]})
-    _xmlutil.sub(el, "model", {"type": iface["model"]})
+        _sub(el, "target", {"dev": iface["target"]})
+    _sub(el, "model", {"type": iface["model"]})
     if "queues" in iface:
-        _xmlutil.sub(el, "driver", {"queues": iface["queues"]})
+        _sub(el, "driver", {"queues": iface["queues"]})
     if "mtu" in iface:
-        _xmlutil.sub(el, "mtu", {"size": iface["mtu"]})
+        _sub(el, "mtu", {"size": iface["mtu"]})
     if "link_state" in iface:
-        _xmlutil.sub(el, "link", {"state": iface["link_state"]})
+        _sub(el, "link", {"state": iface["link_state"]})
     vlan = iface.get("vlan")
     if vlan:
-        v = _xmlutil.sub(el, "vlan", {"trunk": True if vlan["trunk"] else None})
+        v = _sub(el, "vlan", {"trunk": True if vlan["trunk"] else None})
         for tag in vlan["tags"]:
-            _xmlutil.sub(v, "tag", {"id": tag})
+            _sub(v, "tag", {"id": tag})
     bw = iface.get("bandwidth")
     if bw:
-        b = _xmlutil.sub(el, "bandwidth")
+        b = _sub(el, "bandwidth")
         for direction in ("inbound", "outbound"):
             if direction in bw:
-                _xmlutil.sub(b, direction, bw[direction])
+                _sub(b, direction, bw[direction])
     flt = iface.get("filter")
     if flt:
-        f = _xmlutil.sub(el, "filterref", {"filter": flt["name"]})
+        f = _sub(el, "filterref", {"filter": flt["name"]})
         for name, value in flt.get("parameters", {}).items():
             for v in (value if isinstance(value, list) else [value]):
-                _xmlutil.sub(f, "parameter", {"name": name, "value": v})
+                _sub(f, "parameter", {"name": name, "value": v})
     if "boot_order" in iface:
-        _xmlutil.sub(el, "boot", {"order": iface["boot_order"]})
+        _sub(el, "boot", {"order": iface["boot_order"]})
     return el
 
 
@@ -600,20 +602,20 @@ _CHANNEL = Dict(dict(_CHAR_FIELDS, name=Str(), target_type=Enum("virtio", "guest
 
 def chardev_config(tag: str, dev: dict) -> Any:
     """A <serial>, <console> or <channel>: source by type, log, target."""
-    el = _xmlutil.element(tag, {"type": dev["type"]})
+    el = _el(tag, {"type": dev["type"]})
     typ = dev["type"]
     if typ in ("file", "dev", "pipe"):
-        _xmlutil.sub(el, "source", {"path": dev["path"]})
+        _sub(el, "source", {"path": dev["path"]})
     elif typ == "unix":
-        _xmlutil.sub(el, "source", {"mode": dev.get("mode", "bind"), "path": dev.get("path")})
+        _sub(el, "source", {"mode": dev.get("mode", "bind"), "path": dev.get("path")})
     elif typ == "tcp":
-        _xmlutil.sub(el, "source", {"mode": dev.get("mode", "bind"), "host": dev["host"], "service": dev["port"]})
+        _sub(el, "source", {"mode": dev.get("mode", "bind"), "host": dev["host"], "service": dev["port"]})
     if "log" in dev:
-        _xmlutil.sub(el, "log", {"file": dev["log"]})
+        _sub(el, "log", {"file": dev["log"]})
     if tag == "channel":
-        _xmlutil.sub(el, "target", {"type": dev["target_type"], "name": dev.get("name")})
+        _sub(el, "target", {"type": dev["target_type"], "name": dev.get("name")})
     elif "target_type" in dev or "target_port" in dev:
-        _xmlutil.sub(el, "target", {"type": dev.get("target_type"), "port": dev.get("target_port")})
+        _sub(el, "target", {"type": dev.get("target_type"), "port": dev.get("target_port")})
     return el
 
 
@@ -683,10 +685,10 @@ def _post_tpm(t: dict, path: str) -> dict:
 
 def tpm_config(tpm: dict) -> Any:
     """<tpm>: an emulated swtpm or a passed-through host TPM."""
-    el = _xmlutil.element("tpm", {"model": tpm.get("model")})
-    be = _xmlutil.sub(el, "backend", {"type": tpm["type"], "version": tpm.get("version")})
+    el = _el("tpm", {"model": tpm.get("model")})
+    be = _sub(el, "backend", {"type": tpm["type"], "version": tpm.get("version")})
     if tpm["type"] == "passthrough":
-        _xmlutil.sub(be, "device", {"path": tpm["path"]})
+        _sub(be, "device", {"path": tpm["path"]})
     return el
 
 
@@ -747,11 +749,11 @@ def _post_graphics(g: dict, path: str) -> dict:
 
 def graphics_config(graphics: dict) -> Any:
     """<graphics> (vnc or spice) with listen address, port or autoport, password."""
-    el = _xmlutil.element("graphics", {"type": graphics["type"], "port": graphics.get("port"),
+    el = _el("graphics", {"type": graphics["type"], "port": graphics.get("port"),
                           "autoport": graphics.get("autoport"), "passwd": graphics.get("password"),
                           "keymap": graphics.get("keymap"), "socket": graphics.get("socket")})
     if "listen" in graphics:
-        _xmlutil.sub(el, "listen", {"type": "address", "address": graphics["listen"]})
+        _sub(el, "listen", {"type": "address", "address": graphics["listen"]})
     return el
 
 
@@ -809,8 +811,8 @@ def _pre_video(value: Any, path: str) -> Any:
 
 def video_config(video: dict) -> Any:
     """<video><model/></video>."""
-    el = _xmlutil.element("video")
-    _xmlutil.sub(el, "model", {"type": video["model"], "vram": video.get("vram"), "heads": video.get("heads")})
+    el = _el("video")
+    _sub(el, "model", {"type": video["model"], "vram": video.get("vram"), "heads": video.get("heads")})
     return el
 
 
@@ -867,11 +869,11 @@ def pci_device_config(hostdev: dict | str) -> Any:
         hostdev = {"pci": hostdev, "managed": True}
     dom, bus, rest = hostdev["pci"].split(":")
     slot, func = rest.split(".")
-    el = _xmlutil.element("hostdev", {"mode": "subsystem", "type": "pci", "managed": hostdev.get("managed", True)})
-    src = _xmlutil.sub(el, "source")
-    _xmlutil.sub(src, "address", {"domain": "0x" + dom, "bus": "0x" + bus, "slot": "0x" + slot, "function": "0x" + func})
+    el = _el("hostdev", {"mode": "subsystem", "type": "pci", "managed": hostdev.get("managed", True)})
+    src = _sub(el, "source")
+    _sub(src, "address", {"domain": "0x" + dom, "bus": "0x" + bus, "slot": "0x" + slot, "function": "0x" + func})
     if "rom_bar" in hostdev:
-        _xmlutil.sub(el, "rom", {"bar": onoff(hostdev["rom_bar"])})
+        _sub(el, "rom", {"bar": onoff(hostdev["rom_bar"])})
     return el
 
 
@@ -915,7 +917,7 @@ def _post_watchdog(w: dict, path: str) -> dict:
 
 def watchdog_config(watchdog: dict) -> Any:
     """<watchdog> with its model and action."""
-    return _xmlutil.element("watchdog", {"model": watchdog["model"], "action": watchdog.get("action")})
+    return _el("watchdog", {"model": watchdog["model"], "action": watchdog.get("action")})
 
 
 class Watchdog(DeviceKind):
@@ -942,9 +944,9 @@ def _pre_memballoon(value: Any, path: str) -> Any:
 
 def memballoon_config(balloon: dict) -> Any:
     """<memballoon>, with a stats period when given."""
-    el = _xmlutil.element("memballoon", {"model": balloon["model"]})
+    el = _el("memballoon", {"model": balloon["model"]})
     if "period" in balloon:
-        _xmlutil.sub(el, "stats", {"period": balloon["period"]})
+        _sub(el, "stats", {"period": balloon["period"]})
     return el
 
 
@@ -976,8 +978,8 @@ def _post_rng(r: dict, path: str) -> dict:
 
 def rng_config(rng: dict) -> Any:
     """<rng model='virtio'> with a random backend."""
-    el = _xmlutil.element("rng", {"model": rng["model"]})
-    _xmlutil.sub(el, "backend", {"model": "random"}, rng["backend"])
+    el = _el("rng", {"model": rng["model"]})
+    _sub(el, "backend", {"model": "random"}, rng["backend"])
     return el
 
 
@@ -997,7 +999,6 @@ class Rng(DeviceKind):
                 "backend": (backend.text or "/dev/urandom") if backend is not None else "/dev/urandom"}
 
 
-
 # ================================================================ the children of <domain>
 
 
@@ -1013,7 +1014,7 @@ class ElementKind:
 
     def build(self, value: Any, spec: dict, hd: dict) -> Any:
         """The element for the (normalised) value; ``spec`` is the whole spec, ``hd`` the host's defaults."""
-        return _xmlutil.element(self.tags[0], None, value)
+        return _el(self.tags[0], None, value)
 
     def build_all(self, spec: dict, hd: dict) -> list[Any]:
         if self.key not in spec and not self.always:
@@ -1036,7 +1037,7 @@ class _Text(ElementKind):
         self.key, self.tags, self.schema, self.libvirt_adds, self.empty = key, (tag,), schema, libvirt_adds, empty
 
     def build_all(self, spec: dict, hd: dict) -> list[Any]:
-        return [_xmlutil.element(self.tags[0], None, spec[self.key])] if self.key in spec else []
+        return [_el(self.tags[0], None, spec[self.key])] if self.key in spec else []
 
     def parse(self, dom: Any) -> Any:
         el = dom.find(self.tags[0])
@@ -1057,7 +1058,7 @@ class Uuid(_Text):
 
 def metadata_config(metadata: dict) -> Any:
     """<metadata> holding the spec's metadata dict as JSON in the collection's namespace."""
-    el = _xmlutil.element("metadata")
+    el = _el("metadata")
     child = etree.SubElement(el, "{%s}metadata" % METADATA_NS, nsmap={"hvl": METADATA_NS})
     child.text = _json.dumps(metadata, sort_keys=True)
     return el
@@ -1093,7 +1094,7 @@ class _Size(ElementKind):
     def build_all(self, spec: dict, hd: dict) -> list[Any]:
         if self.key not in spec:
             return []
-        return [_xmlutil.element(self.tags[0], {"unit": "MiB"}, spec[self.key])]
+        return [_el(self.tags[0], {"unit": "MiB"}, spec[self.key])]
 
     def parse(self, dom: Any) -> Any:
         el = dom.find(self.tags[0])
@@ -1102,17 +1103,17 @@ class _Size(ElementKind):
 
 def memory_backing_config(backing: dict) -> Any:
     """<memoryBacking>: hugepages (all default-size, or per size and node set), locked, nosharepages."""
-    el = _xmlutil.element("memoryBacking")
+    el = _el("memoryBacking")
     pages = backing.get("hugepages")
     if pages:
-        hp = _xmlutil.sub(el, "hugepages")
+        hp = _sub(el, "hugepages")
         if isinstance(pages, list):
             for page in pages:
-                _xmlutil.sub(hp, "page", {"size": page["size"], "unit": "MiB", "nodeset": page.get("nodeset")})
+                _sub(hp, "page", {"size": page["size"], "unit": "MiB", "nodeset": page.get("nodeset")})
     if backing.get("nosharepages"):
-        _xmlutil.sub(el, "nosharepages")
+        _sub(el, "nosharepages")
     if backing.get("locked"):
-        _xmlutil.sub(el, "locked")
+        _sub(el, "locked")
     return el
 
 
@@ -1151,7 +1152,7 @@ class Vcpus(ElementKind):
     key, tags, schema, libvirt_adds = "vcpus", ("vcpu", "vcpus"), Int(1, 65535), True
 
     def build_all(self, spec: dict, hd: dict) -> list[Any]:
-        return [_xmlutil.element("vcpu", None, spec["vcpus"])] if "vcpus" in spec else []
+        return [_el("vcpu", None, spec["vcpus"])] if "vcpus" in spec else []
 
     def parse(self, dom: Any) -> Any:
         vcpu = dom.find("vcpu")
@@ -1160,11 +1161,11 @@ class Vcpus(ElementKind):
 
 def cputune_config(cputune: dict) -> Any:
     """<cputune>: vCPU and emulator pinning."""
-    el = _xmlutil.element("cputune")
+    el = _el("cputune")
     for vcpu, cpuset in sorted(cputune.get("vcpupin", {}).items()):
-        _xmlutil.sub(el, "vcpupin", {"vcpu": vcpu, "cpuset": cpuset})
+        _sub(el, "vcpupin", {"vcpu": vcpu, "cpuset": cpuset})
     if "emulatorpin" in cputune:
-        _xmlutil.sub(el, "emulatorpin", {"cpuset": cputune["emulatorpin"]})
+        _sub(el, "emulatorpin", {"cpuset": cputune["emulatorpin"]})
     return el
 
 
@@ -1189,11 +1190,11 @@ class Cputune(ElementKind):
 
 def numatune_config(numatune: dict) -> Any:
     """<numatune>: host NUMA placement of guest memory."""
-    el = _xmlutil.element("numatune")
+    el = _el("numatune")
     if "mode" in numatune or "nodeset" in numatune:
-        _xmlutil.sub(el, "memory", {"mode": numatune.get("mode"), "nodeset": numatune.get("nodeset")})
+        _sub(el, "memory", {"mode": numatune.get("mode"), "nodeset": numatune.get("nodeset")})
     for node in numatune.get("memnodes", []):
-        _xmlutil.sub(el, "memnode", {"cellid": node["cellid"], "mode": node.get("mode"), "nodeset": node["nodeset"]})
+        _sub(el, "memnode", {"cellid": node["cellid"], "mode": node.get("mode"), "nodeset": node["nodeset"]})
     return el
 
 
@@ -1226,6 +1227,7 @@ class Numatune(ElementKind):
         put(numatune, "memnodes", nodes)
         return numatune
 
+
 _SYSINFO_TAGS = {"bios": "bios", "system": "system", "base_board": "baseBoard", "chassis": "chassis"}
 
 _SYSINFO_SECTIONS = {
@@ -1243,16 +1245,16 @@ _SYSINFO = Dict(dict(
 
 def sysinfo_config(sysinfo: dict) -> Any:
     """<sysinfo type='smbios'> (the blueprint's _get_guest_config_sysinfo); <os> adds <smbios mode='sysinfo'/>."""
-    el = _xmlutil.element("sysinfo", {"type": "smbios"})
+    el = _el("sysinfo", {"type": "smbios"})
     for key, tag in _SYSINFO_TAGS.items():
         if sysinfo.get(key):
-            sec = _xmlutil.sub(el, tag)
+            sec = _sub(el, tag)
             for name, value in sysinfo[key].items():
-                _xmlutil.sub(sec, "entry", {"name": name}, value)
+                _sub(sec, "entry", {"name": name}, value)
     if sysinfo.get("oem_strings"):
-        oem = _xmlutil.sub(el, "oemStrings")
+        oem = _sub(el, "oemStrings")
         for value in sysinfo["oem_strings"]:
-            _xmlutil.sub(oem, "entry", None, value)
+            _sub(oem, "entry", None, value)
     return el
 
 
@@ -1276,6 +1278,7 @@ class Sysinfo(ElementKind):
             put(sysinfo, "oem_strings", [e.text or "" for e in oem.findall("entry")])
         return sysinfo
 
+
 _BOOT_DEVS = ("hd", "cdrom", "network", "fd")
 
 _OS = Dict({
@@ -1294,27 +1297,27 @@ def os_config(os_spec: dict, smbios: bool = False, loader: str | None = None,
               arch: str | None = None, machine: str | None = None) -> Any:
     """<os>: type/arch/machine, firmware (libvirt's autoselection unless a loader path is given), boot."""
     firmware = os_spec.get("firmware")
-    el = _xmlutil.element("os", {"firmware": firmware if firmware and not loader else None})
-    _xmlutil.sub(el, "type", {"arch": os_spec.get("arch", arch), "machine": os_spec.get("machine", machine)}, "hvm")
+    el = _el("os", {"firmware": firmware if firmware and not loader else None})
+    _sub(el, "type", {"arch": os_spec.get("arch", arch), "machine": os_spec.get("machine", machine)}, "hvm")
     if firmware == "efi":
         secure = os_spec.get("secure_boot")
         if loader:
-            _xmlutil.sub(el, "loader", {"readonly": True, "type": "pflash",
+            _sub(el, "loader", {"readonly": True, "type": "pflash",
                                 "secure": secure if secure is not None else None}, loader)
             template = _nvram_template(loader)
             if template:
-                _xmlutil.sub(el, "nvram", {"template": template})
+                _sub(el, "nvram", {"template": template})
         elif secure is not None:
-            fw = _xmlutil.sub(el, "firmware")
-            _xmlutil.sub(fw, "feature", {"enabled": secure, "name": "secure-boot"})
-            _xmlutil.sub(fw, "feature", {"enabled": secure, "name": "enrolled-keys"})
+            fw = _sub(el, "firmware")
+            _sub(fw, "feature", {"enabled": secure, "name": "secure-boot"})
+            _sub(fw, "feature", {"enabled": secure, "name": "enrolled-keys"})
     for key in ("kernel", "initrd", "cmdline"):
         if key in os_spec:
-            _xmlutil.sub(el, key, None, os_spec[key])
+            _sub(el, key, None, os_spec[key])
     for dev in os_spec.get("boot", []):
-        _xmlutil.sub(el, "boot", {"dev": dev})
+        _sub(el, "boot", {"dev": dev})
     if smbios:
-        _xmlutil.sub(el, "smbios", {"mode": "sysinfo"})
+        _sub(el, "smbios", {"mode": "sysinfo"})
     return el
 
 
@@ -1374,6 +1377,7 @@ def _pre_features(value: Any, path: str) -> Any:
         return out
     return value
 
+
 _STATE_FEATURES = ("hap", "pvspinlock", "pmu", "vmport", "smm", "vmcoreinfo", "htm", "ps2")
 
 _FLAG_FEATURES = ("acpi", "apic", "pae", "viridian", "privnet")
@@ -1391,12 +1395,12 @@ def _post_features(f: dict, path: str) -> dict:
 
 def features_config(features: dict) -> Any:
     """<features>: flags as empty elements, on/off features with state=."""
-    el = _xmlutil.element("features")
+    el = _el("features")
     for name, on in features.items():
         if name in ("acpi", "apic", "pae", "viridian", "privnet"):
-            _xmlutil.sub(el, name)
+            _sub(el, name)
         else:
-            _xmlutil.sub(el, name, {"state": onoff(on)})
+            _sub(el, name, {"state": onoff(on)})
     return el
 
 
@@ -1444,6 +1448,7 @@ def _post_cpu(c: dict, path: str) -> dict:
         c["numa"].sort(key=lambda cell: cell["id"])  # libvirt holds the cells in the order of their ids
     return c
 
+
 _CPU = Dict({
     "mode": Enum("host-passthrough", "host-model", "custom", "maximum"),
     "model": Str(),
@@ -1458,11 +1463,11 @@ _CPU = Dict({
 
 def cpu_model_config(cpu: dict) -> Any:
     """<cpu> with mode, model, vendor and features (the blueprint's _get_guest_cpu_model_config)."""
-    el = _xmlutil.element("cpu", {"mode": cpu.get("mode")})
+    el = _el("cpu", {"mode": cpu.get("mode")})
     if "model" in cpu:
-        _xmlutil.sub(el, "model", {"fallback": cpu.get("fallback")}, cpu["model"])
+        _sub(el, "model", {"fallback": cpu.get("fallback")}, cpu["model"])
     if "vendor" in cpu:
-        _xmlutil.sub(el, "vendor", None, cpu["vendor"])
+        _sub(el, "vendor", None, cpu["vendor"])
     return el
 
 
@@ -1471,13 +1476,13 @@ def cpu_config(cpu: dict) -> Any:
     el = cpu_model_config(cpu)
     topo = cpu.get("topology")
     if topo:
-        _xmlutil.sub(el, "topology", {k: topo[k] for k in ("sockets", "dies", "cores", "threads")})
+        _sub(el, "topology", {k: topo[k] for k in ("sockets", "dies", "cores", "threads")})
     for name, policy in cpu.get("features", {}).items():
-        _xmlutil.sub(el, "feature", {"policy": policy, "name": name})
+        _sub(el, "feature", {"policy": policy, "name": name})
     if cpu.get("numa"):
-        numa = _xmlutil.sub(el, "numa")
+        numa = _sub(el, "numa")
         for cell in cpu["numa"]:
-            _xmlutil.sub(numa, "cell", {"id": cell["id"], "cpus": cell.get("cpus"), "memory": cell["memory"],
+            _sub(numa, "cell", {"id": cell["id"], "cpus": cell.get("cpus"), "memory": cell["memory"],
                                 "unit": "MiB", "memAccess": cell.get("mem_access")})
     return el
 
@@ -1519,6 +1524,7 @@ class Cpu(ElementKind):
         el = dom.find("cpu")
         return _parse_cpu(el) if el is not None else None
 
+
 _TIMER = Dict({"name": Enum("platform", "pit", "rtc", "hpet", "tsc", "kvmclock", "hypervclock", "armvtimer"),
                "present": Bool(),
                "tickpolicy": Enum("delay", "catchup", "merge", "discard")}, required=("name",))
@@ -1526,9 +1532,9 @@ _TIMER = Dict({"name": Enum("platform", "pit", "rtc", "hpet", "tsc", "kvmclock",
 
 def clock_config(clock: dict) -> Any:
     """<clock> with its offset and timers."""
-    el = _xmlutil.element("clock", {"offset": clock.get("offset", "utc"), "timezone": clock.get("timezone")})
+    el = _el("clock", {"offset": clock.get("offset", "utc"), "timezone": clock.get("timezone")})
     for timer in clock.get("timers", []):
-        _xmlutil.sub(el, "timer", {"name": timer["name"], "tickpolicy": timer.get("tickpolicy"),
+        _sub(el, "timer", {"name": timer["name"], "tickpolicy": timer.get("tickpolicy"),
                            "present": timer.get("present")})
     return el
 
@@ -1583,6 +1589,8 @@ LIBVIRT_ADDED_TOP = LIBVIRT_ADDED_TOP_UNMODELLED | frozenset(t for k in ELEMENTS
 # Every modelled device kind, in the order guest_config writes them.
 DEVICES: tuple[DeviceKind, ...] = (Disk(), Interface(), Serial(), Console(), Channel(), Tpm(), Graphics(), Video(),
                                    Hostdev(), Watchdog(), Memballoon(), Rng())
+
+
 DEVICE_KINDS = {k.key: k for k in DEVICES}
 
 # Children of <devices> no spec key models that libvirt writes on its own (implicit controllers, inputs,
@@ -1662,7 +1670,8 @@ def runtime_attribute(el: Any, key: str, have: str | None) -> bool:
     return LIBVIRT_DROPS_ATTRIBUTES.get((el.tag, key)) == el.get(key)
 
 
-__all__ = ["ElementKind", "ELEMENTS", "LIBVIRT_ADDED_TOP", "METADATA_NS", "DeviceKind", "DEVICES", "DEVICE_KINDS", "LIBVIRT_ADDED_DEVICES", "runtime_or_default", "runtime_attribute",
+__all__ = ["ElementKind", "ELEMENTS", "LIBVIRT_ADDED_TOP", "METADATA_NS", "DeviceKind", "DEVICES", "DEVICE_KINDS",
+           "LIBVIRT_ADDED_DEVICES", "runtime_or_default", "runtime_attribute",
            "same_value", "TARGET_PREFIX", "disk_index",
            "disk_name", "disk_config", "interface_config", "pci_device_config", "graphics_config", "video_config",
            "chardev_config", "rng_config", "cpu_config", "cpu_model_config", "os_config", "sysinfo_config",

@@ -438,8 +438,8 @@ def test_secure_boot_without_features_keeps_the_features_and_settles():
     from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain as domain_mod
     from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_xml
     current = domain_xml.guest_config({"name": "sb", "type": "test", "memory": 64,
-                                      "os": {"firmware": "efi", "secure_boot": True},
-                                      "features": {"acpi": True, "apic": True}})
+                                       "os": {"firmware": "efi", "secure_boot": True},
+                                       "features": {"acpi": True, "apic": True}})
     req = DomainRequest(name="sb", spec={"name": "sb", "type": "test", "memory": 64,
                                          "os": {"firmware": "efi", "secure_boot": True}})
     desired = domain_mod._desired(None, req)
