@@ -252,6 +252,18 @@ def _subdiff(want: Any, have: Any, aliases: dict[str, str]) -> list[dict[str, An
     return out
 
 
+def _derived(el: Any, desired: Any, current: Any) -> bool:
+    """A child of the user's <domain> whose value libvirt derives: with NUMA cells the memory is theirs and the
+    memory devices' sum, whatever <memory> says, and a larger current memory is lowered to it."""
+    if desired.find("cpu/numa/cell") is None:
+        return False
+    if el.tag == "memory":
+        return True
+    have = current.find("memory")
+    return el.tag == "currentMemory" and have is not None and (_scaled(el.text, el.get("unit")) or 0) > (
+        _scaled(have.text, have.get("unit")) or 0)
+
+
 def xml_differences(desired: Any, current: Any, aliases: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Differences between the user's domain XML and libvirt's, by the rule in this file's docstring."""
     desired = xmlutil.parse(desired) if isinstance(desired, (str, bytes)) else desired
@@ -261,7 +273,8 @@ def xml_differences(desired: Any, current: Any, aliases: dict[str, str] | None =
     # top level: domain attributes, text children, and the list semantics
     # a running domain's id is state, not definition: libvirt ignores it in a define
     top_want = etree.Element(desired.tag, {k: v for k, v in desired.attrib.items() if k != "id"})
-    top_want.extend([etree.fromstring(etree.tostring(c)) for c in _children(desired) if c.tag != "devices"])
+    top_want.extend([etree.fromstring(etree.tostring(c)) for c in _children(desired)
+                     if c.tag != "devices" and not _derived(c, desired, current)])
     _compare(top_want, current, "", aliases, LIBVIRT_ADDED_TOP, out)
     want_dev = desired.find("devices")
     have_dev = current.find("devices")
@@ -322,7 +335,7 @@ def _desired(host: Any, req: DomainRequest) -> _Desired | None:
         if spec.get("preserved"):
             # a redefinition keeps what libvirt holds beyond the modelled keys (its addresses, its
             # controllers): merge the spec's own elements, without the preserved ones
-            desired.merge_base = domain_xml.guest_config({k: v for k, v in spec.items() if k != "preserved"}, host)
+            desired.merge_base = domain_xml.guest_config(spec, host, preserved=False)
         return desired
     if req.xml is not None:
         element = xmlutil.parse(req.xml, "xml")

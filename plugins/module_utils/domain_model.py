@@ -71,6 +71,12 @@ def yes(value: str | None) -> bool:
     return value in ("yes", "on")
 
 
+def boot_order(el: Any) -> int | None:
+    """A device's place in the boot order (``<boot order='N'/>``), or None."""
+    boot = el.find("boot")
+    return int(boot.get("order")) if boot is not None else None
+
+
 def put(out: dict, key: str, value: Any) -> None:
     """``out[key] = value`` unless the value says nothing (None, an empty dict or list)."""
     if value is not None and value != {} and value != []:
@@ -303,9 +309,7 @@ def _parse_disk(el: Any) -> dict | None:
         disk["readonly"] = el.find("readonly") is not None  # a floppy is writable unless it says so
     if el.find("serial") is not None:
         disk["serial"] = el.findtext("serial") or ""
-    boot = el.find("boot")
-    if boot is not None:
-        disk["boot_order"] = int(boot.get("order"))
+    put(disk, "boot_order", boot_order(el))
     return disk
 
 
@@ -536,9 +540,7 @@ def _parse_interface(el: Any) -> dict | None:
     tgt = el.find("target")
     if tgt is not None and tgt.get("dev"):
         iface["target"] = tgt.get("dev")
-    boot = el.find("boot")
-    if boot is not None:
-        iface["boot_order"] = int(boot.get("order"))
+    put(iface, "boot_order", boot_order(el))
     return iface
 
 
@@ -1011,10 +1013,12 @@ class ElementKind:
     schema: Any = None
     libvirt_adds = False         # libvirt writes it when the user did not
     always = False               # built even when the spec does not name it (os, memory)
+    builder: Callable[[Any], Any] | None = None  # value -> element
+    parser: Callable[[Any], Any] | None = None   # element -> value
 
     def build(self, value: Any, spec: dict, hd: dict) -> Any:
         """The element for the (normalised) value; ``spec`` is the whole spec, ``hd`` the host's defaults."""
-        return _el(self.tags[0], None, value)
+        return type(self).builder(value) if type(self).builder else _el(self.tags[0], None, value)
 
     def build_all(self, spec: dict, hd: dict) -> list[Any]:
         if self.key not in spec and not self.always:
@@ -1027,7 +1031,9 @@ class ElementKind:
     def parse(self, dom: Any) -> Any:
         """The spec key's value read from <domain>; None when it says nothing."""
         el = dom.find(self.tags[0])
-        return el.text if el is not None and el.text else None
+        if el is None:
+            return None
+        return type(self).parser(el) if type(self).parser else el.text or None
 
 
 class _Text(ElementKind):
@@ -1067,8 +1073,7 @@ def metadata_config(metadata: dict) -> Any:
 class Metadata(ElementKind):
     key, tags, schema = "metadata", ("metadata",), Map(Str(), Free())
 
-    def build(self, value: Any, spec: dict, hd: dict) -> Any:
-        return metadata_config(value)
+    builder = staticmethod(metadata_config)
 
     def parse(self, dom: Any) -> Any:
         meta = dom.find("metadata/{%s}metadata" % METADATA_NS)
@@ -1126,13 +1131,10 @@ class MemoryBacking(ElementKind):
         "nosharepages": Bool(),
     })
 
-    def build(self, value: Any, spec: dict, hd: dict) -> Any:
-        return memory_backing_config(value)
+    builder = staticmethod(memory_backing_config)
 
-    def parse(self, dom: Any) -> Any:
-        mb = dom.find("memoryBacking")
-        if mb is None:
-            return None
+    @staticmethod
+    def parser(mb: Any) -> Any:
         backing: dict[str, Any] = {}
         hp = mb.find("hugepages")
         if hp is not None:
@@ -1173,13 +1175,10 @@ class Cputune(ElementKind):
     key, tags = "cputune", ("cputune",)
     schema = Dict({"vcpupin": Map(Int(), CpuSet()), "emulatorpin": CpuSet()})
 
-    def build(self, value: Any, spec: dict, hd: dict) -> Any:
-        return cputune_config(value)
+    builder = staticmethod(cputune_config)
 
-    def parse(self, dom: Any) -> Any:
-        ct = dom.find("cputune")
-        if ct is None:
-            return None
+    @staticmethod
+    def parser(ct: Any) -> Any:
         cputune: dict[str, Any] = {}
         put(cputune, "vcpupin", {int(p.get("vcpu")): p.get("cpuset") for p in ct.findall("vcpupin")})
         ep = ct.find("emulatorpin")
@@ -1207,13 +1206,10 @@ class Numatune(ElementKind):
                                "nodeset": CpuSet()}, required=("cellid", "mode", "nodeset"))),
     })
 
-    def build(self, value: Any, spec: dict, hd: dict) -> Any:
-        return numatune_config(value)
+    builder = staticmethod(numatune_config)
 
-    def parse(self, dom: Any) -> Any:
-        nt = dom.find("numatune")
-        if nt is None:
-            return None
+    @staticmethod
+    def parser(nt: Any) -> Any:
         numatune: dict[str, Any] = {}
         m = nt.find("memory")
         if m is not None:
@@ -1261,8 +1257,7 @@ def sysinfo_config(sysinfo: dict) -> Any:
 class Sysinfo(ElementKind):
     key, tags, schema = "sysinfo", ("sysinfo",), _SYSINFO
 
-    def build(self, value: Any, spec: dict, hd: dict) -> Any:
-        return sysinfo_config(value)
+    builder = staticmethod(sysinfo_config)
 
     def parse(self, dom: Any) -> Any:
         si = dom.find("sysinfo")
@@ -1362,9 +1357,7 @@ class Os(ElementKind):
         return os_config(value or {}, smbios=bool(spec.get("sysinfo")), loader=hd.get("loader"),
                          arch=hd.get("arch"), machine=hd.get("machine"))
 
-    def parse(self, dom: Any) -> Any:
-        el = dom.find("os")
-        return _parse_os(el) if el is not None else None
+    parser = staticmethod(_parse_os)
 
 
 def _pre_features(value: Any, path: str) -> Any:
@@ -1408,13 +1401,10 @@ class Features(ElementKind):
     key, tags = "features", ("features",)
     schema = Map(Enum(*FEATURES), Bool(), pre=_pre_features, post=_post_features)
 
-    def build(self, value: Any, spec: dict, hd: dict) -> Any:
-        return features_config(value)
+    builder = staticmethod(features_config)
 
-    def parse(self, dom: Any) -> Any:
-        feats = dom.find("features")
-        if feats is None:
-            return None
+    @staticmethod
+    def parser(feats: Any) -> Any:
         features = {}
         for f in feats:
             if not isinstance(f.tag, str):
@@ -1517,12 +1507,9 @@ def _parse_cpu(el: Any) -> dict:
 class Cpu(ElementKind):
     key, tags, schema, libvirt_adds = "cpu", ("cpu",), _CPU, True
 
-    def build(self, value: Any, spec: dict, hd: dict) -> Any:
-        return cpu_config(value)
+    builder = staticmethod(cpu_config)
 
-    def parse(self, dom: Any) -> Any:
-        el = dom.find("cpu")
-        return _parse_cpu(el) if el is not None else None
+    parser = staticmethod(_parse_cpu)
 
 
 _TIMER = Dict({"name": Enum("platform", "pit", "rtc", "hpet", "tsc", "kvmclock", "hypervclock", "armvtimer"),
@@ -1544,13 +1531,10 @@ class Clock(ElementKind):
     schema = Dict({"offset": Enum("utc", "localtime", "timezone", "variable", "absolute"), "timezone": Str(),
                    "timers": List(_TIMER)})
 
-    def build(self, value: Any, spec: dict, hd: dict) -> Any:
-        return clock_config(value)
+    builder = staticmethod(clock_config)
 
-    def parse(self, dom: Any) -> Any:
-        clk = dom.find("clock")
-        if clk is None:
-            return None
+    @staticmethod
+    def parser(clk: Any) -> Any:
         clock: dict[str, Any] = {"offset": clk.get("offset", "utc")}
         put(clock, "timezone", clk.get("timezone"))
         timers = []

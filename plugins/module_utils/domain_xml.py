@@ -89,14 +89,16 @@ def _host_defaults(spec: dict, host: Any) -> dict[str, Any]:
     return out
 
 
-def guest_config(spec: dict, host: Any = None) -> Any:
+def guest_config(spec: dict, host: Any = None, preserved: bool = True) -> Any:
     """The whole <domain> for a spec (the blueprint's _get_guest_config).
 
     With a ``host``, the domain type (kvm when the host offers it and KVM really
     runs guests there, else qemu), arch, machine type, emulator and UEFI loader
     come from its capabilities; a ``type`` in the spec always wins. Without a
     host nothing host-specific is written and libvirt fills it in at define
-    time (type defaults to kvm).
+    time (type defaults to kvm). ``preserved=False`` leaves out what ``spec['preserved']`` holds (the spec's
+    own elements only, for a merge into libvirt's definition); it still counts where the spec reads it (the
+    memory devices that make up a NUMA guest's memory).
     """
     spec = validate_spec(spec)
     hd = _host_defaults(spec, host) if host is not None else {}
@@ -110,7 +112,7 @@ def guest_config(spec: dict, host: Any = None) -> Any:
     for kind in DEVICES:
         if kind.key in spec:
             devices.extend(kind.build_all(spec[kind.key]))
-    if spec.get("preserved"):
+    if preserved and spec.get("preserved"):
         _model.overlay(dom, _model.from_text(spec["preserved"]))
         etree.cleanup_namespaces(dom)  # the residual's own namespace does not reach the domain
     return dom
