@@ -252,6 +252,24 @@ def _subdiff(want: Any, have: Any, aliases: dict[str, str]) -> list[dict[str, An
     return out
 
 
+def _plain(text: str | None) -> Any:
+    """A spec's ``preserved`` text as a plain <domain> (without the marks that place it among the built elements)."""
+    root = model.from_text(text) if text else etree.Element("domain")
+    for node in root.iter():
+        if isinstance(node.tag, str):
+            for k in [k for k in node.attrib if k.startswith("{%s}" % model.NS)]:
+                del node.attrib[k]
+    return root
+
+
+def preserved_differences(want: str, have: str | None, aliases: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """What a spec's ``preserved`` holds that libvirt's definition (its own ``preserved``, from parse_domain_xml)
+    does not, by the rules of the XML comparison; what libvirt holds beyond it is no difference."""
+    out: list[dict[str, Any]] = []
+    _compare(_plain(want), _plain(have), "preserved", aliases or {}, None, out)
+    return out
+
+
 def _derived(el: Any, desired: Any, current: Any) -> bool:
     """A child of the user's <domain> whose value libvirt derives: with NUMA cells the memory is theirs and the
     memory devices' sum, whatever <memory> says, and a larger current memory is lowered to it."""
@@ -423,6 +441,7 @@ class _Converger:
         self.guest: Any = None
         self.state = "absent"          # predicted (check mode) or real state, in _run_state terms
         self.aliases: dict[str, str] | None = None
+        self.preserved_changed = False  # the spec's preserved part differs from what libvirt holds
 
     # -- reading
     def _lookup(self) -> Any:
@@ -444,9 +463,16 @@ class _Converger:
             # over the keys the user named (and vcpus derived from a topology); a key validation adds
             # on its own (features.smm for secure boot) is ensured by merge_definition, not compared whole
             wanted = {k: v for k, v in self.desired.spec.items() if k in self.desired.given}
-            diffs = domain_xml.spec_differences(wanted, domain_xml.parse_domain_xml(xml))
+            current = domain_xml.parse_domain_xml(xml)
+            diffs = domain_xml.spec_differences(wanted, current)
             # an empty list or dict asked for is what libvirt has when it has none of them
-            return [d for d in diffs if not (d["before"] in (None, [], {}) and d["after"] in (None, [], {}))]
+            diffs = [d for d in diffs if not (d["before"] in (None, [], {}) and d["after"] in (None, [], {}))]
+            if wanted.get("preserved"):
+                # what the user wrote there must be what libvirt holds, like every other key
+                held = preserved_differences(wanted["preserved"], current.get("preserved"), self._aliases())
+                self.preserved_changed = bool(held)
+                diffs += held
+            return diffs
         return xml_differences(self.desired.element, xmlutil.parse(xml), self._aliases())
 
     def _real_state(self) -> str:
@@ -522,8 +548,9 @@ class _Converger:
             if not differences:
                 return before_xml
             current = xmlutil.parse(before_xml)
-            if self.desired.spec is not None:
-                # keys the spec leaves out keep what libvirt holds; raw XML is the whole definition
+            if self.desired.spec is not None and not self.preserved_changed:
+                # keys the spec leaves out keep what libvirt holds; raw XML is the whole definition, and
+                # so is a spec whose preserved part differs from libvirt's (it says what the rest is)
                 element = domain_xml.merge_definition(current, etree.fromstring(etree.tostring(self.desired.merge_base)),
                                                       self.desired.given)
             _carry_identity(element, current)
@@ -991,5 +1018,6 @@ def converge(host: Any, req: DomainRequest, check_mode: bool = False) -> dict[st
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["DomainRequest", "converge", "secret_values", "redact_difference", "xml_differences", "machine_aliases", "STATES",
+__all__ = ["DomainRequest", "converge", "secret_values", "redact_difference", "xml_differences", "preserved_differences",
+           "machine_aliases", "STATES",
            "libvirt"]

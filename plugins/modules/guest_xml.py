@@ -77,7 +77,9 @@ options:
         C(<domain>) holding whole elements such as C(<panic>) or C(<controller>), and, on elements marked
         C(hvl:anchor), the attributes and children of modelled elements the keys do not cover, such as
         a disk's C(<address>)). Built back into the XML unchanged, so XML to spec to XML loses nothing.
-        On a redefine it is not compared: what libvirt holds there is kept."
+        With M(hypervisor.libvirt.domain) it is compared like the other keys (what it holds must be what libvirt
+        holds; libvirt may hold more, such as addresses it assigned), and when it differs the domain is redefined
+        from the spec and C(preserved) as a whole, as from O(hypervisor.libvirt.domain#module:xml)."
       - "Unknown keys and bad values are errors naming the path, for example
         C(disks[1].bus: 'virtio2' is not one of virtio, scsi, sata, ide, usb, fdc, sd, xen, uml)."
     type: dict
