@@ -29,6 +29,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (
     ABS_PATH_RE,
     IFNAME_RE,
     MAC_RE,
+    MAX_MEMORY_MIB,
     PCI_RE,
     TARGET_RE,
     UUID_RE,
@@ -628,8 +629,9 @@ def _parse_chardev(el: Any, tag: str) -> dict:
     if src is None and typ == "unix":
         dev["mode"] = "bind"  # libvirt drops a path-less <source mode='bind'/> and makes the socket itself
     if src is not None:
-        if typ in ("file", "dev", "pipe", "unix"):
-            put(dev, "path", src.get("path"))
+        if typ in ("file", "dev", "pipe", "unix") and not (
+                tag == "channel" and CHANNEL_PATH_RE.search(src.get("path") or "")):
+            put(dev, "path", src.get("path"))  # a guest agent socket in libvirt's channel directory is its own
         if typ in ("unix", "tcp"):
             put(dev, "mode", src.get("mode"))
         if typ == "tcp":
@@ -1086,8 +1088,8 @@ class Metadata(ElementKind):
 
 
 def mib(el: Any, attr: str | None = None, unit_attr: str = "unit") -> int:
-    """A libvirt size in whole MiB (rounded)."""
-    return int(round(scaled_kib(el, attr, unit_attr) / 1024))
+    """A libvirt size in whole MiB (rounded; libvirt's largest size in KiB is the largest whole MiB)."""
+    return min(int(round(scaled_kib(el, attr, unit_attr) / 1024)), MAX_MEMORY_MIB)
 
 
 class _Size(ElementKind):

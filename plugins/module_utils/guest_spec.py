@@ -22,7 +22,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model im
 )
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
 # The schema types (and IFNAME_RE) are schema.py's; network.py still imports them from here.
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (  # noqa: F401
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (  # noqa: F401 pylint: disable=unused-import
     IFNAME_RE,
     Bool,
     Dict,

@@ -180,3 +180,14 @@ def test_spice_without_a_port_reads_back_as_libvirt_holds_it():
         assert spec["graphics"] == [{"type": "spice", "autoport": False}]
     stored = parse_domain_xml(BASE % "<graphics type='spice'><listen type='none'/></graphics>")
     assert stored["graphics"] == [{"type": "spice", "autoport": False}]
+
+
+def test_guest_agent_socket_libvirt_made_is_not_the_specs():
+    """libvirt drops a guest agent socket path in its own channel directory from the definition; the spec
+    read from XML that names it leaves it to libvirt, a path of the user's own stays."""
+    chan = ("<channel type='unix'><source mode='bind' path='%s'/>"
+            "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>")
+    made = parse_domain_xml(BASE % (chan % "/var/lib/libvirt/qemu/channel/target/gentoo.org.qemu.guest_agent.0"))
+    assert "path" not in made["channels"][0]
+    own = parse_domain_xml(BASE % (chan % "/run/hvl/ga.sock"))
+    assert own["channels"][0]["path"] == "/run/hvl/ga.sock"
