@@ -252,9 +252,9 @@ def _subdiff(want: Any, have: Any, aliases: dict[str, str]) -> list[dict[str, An
     return out
 
 
-def _plain(text: str | None) -> Any:
+def _plain(text: str) -> Any:
     """A spec's ``preserved`` text as a plain <domain> (without the marks that place it among the built elements)."""
-    root = model.from_text(text) if text else etree.Element("domain")
+    root = model.from_text(text)
     for node in root.iter():
         if isinstance(node.tag, str):
             for k in [k for k in node.attrib if k.startswith("{%s}" % model.NS)]:
@@ -262,11 +262,13 @@ def _plain(text: str | None) -> Any:
     return root
 
 
-def preserved_differences(want: str, have: str | None, aliases: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """What a spec's ``preserved`` holds that libvirt's definition (its own ``preserved``, from parse_domain_xml)
-    does not, by the rules of the XML comparison; what libvirt holds beyond it is no difference."""
+def preserved_differences(want: str, current: Any, aliases: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """What a spec's ``preserved`` holds that libvirt's definition (``current``, its <domain>) does not, by the
+    rules of the XML comparison; what libvirt holds beyond it is no difference. Compared with the whole
+    definition, not with its own preserved part: which attributes are preserved depends on what the spec
+    names (a disk's driver name is the spec's once it gives a format)."""
     out: list[dict[str, Any]] = []
-    _compare(_plain(want), _plain(have), "preserved", aliases or {}, None, out)
+    _compare(_plain(want), current, "preserved", aliases or {}, None, out)
     return out
 
 
@@ -469,7 +471,7 @@ class _Converger:
             diffs = [d for d in diffs if not (d["before"] in (None, [], {}) and d["after"] in (None, [], {}))]
             if wanted.get("preserved"):
                 # what the user wrote there must be what libvirt holds, like every other key
-                held = preserved_differences(wanted["preserved"], current.get("preserved"), self._aliases())
+                held = preserved_differences(wanted["preserved"], xmlutil.parse(xml), self._aliases())
                 self.preserved_changed = bool(held)
                 diffs += held
             return diffs
