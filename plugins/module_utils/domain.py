@@ -252,9 +252,23 @@ def _subdiff(want: Any, have: Any, aliases: dict[str, str]) -> list[dict[str, An
     return out
 
 
-def _plain(text: str) -> Any:
-    """A spec's ``preserved`` text as a plain <domain> (without the marks that place it among the built elements)."""
+def _builders_own(res: Any, built: Any) -> None:
+    """Drop from a residual the whole elements the builder writes itself (an emulator or loader from the host's
+    capabilities: model.overlay lets the builder's win), in place."""
+    for child in [c for c in res if isinstance(c.tag, str)]:
+        same = built.find(child.tag) if built is not None else None
+        if model.ANCHOR in child.attrib:
+            _builders_own(child, same)
+        elif same is not None and child.tag in ("emulator", "loader", "nvram"):
+            res.remove(child)
+
+
+def _plain(text: str, built: Any = None) -> Any:
+    """A spec's ``preserved`` text as a plain <domain> (without the marks that place it among the built elements,
+    and without what the builder writes itself)."""
     root = model.from_text(text)
+    if built is not None:
+        _builders_own(root, built)
     for node in root.iter():
         if isinstance(node.tag, str):
             for k in [k for k in node.attrib if k.startswith("{%s}" % model.NS)]:
@@ -262,13 +276,15 @@ def _plain(text: str) -> Any:
     return root
 
 
-def preserved_differences(want: str, current: Any, aliases: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def preserved_differences(want: str, current: Any, aliases: dict[str, str] | None = None,
+                          built: Any = None) -> list[dict[str, Any]]:
     """What a spec's ``preserved`` holds that libvirt's definition (``current``, its <domain>) does not, by the
     rules of the XML comparison; what libvirt holds beyond it is no difference. Compared with the whole
     definition, not with its own preserved part: which attributes are preserved depends on what the spec
-    names (a disk's driver name is the spec's once it gives a format)."""
+    names (a disk's driver name is the spec's once it gives a format). ``built``, the spec's own elements,
+    says what the builder writes itself (the host's emulator), which the preserved one does not override."""
     out: list[dict[str, Any]] = []
-    _compare(_plain(want), current, "preserved", aliases or {}, None, out)
+    _compare(_plain(want, built), current, "preserved", aliases or {}, None, out)
     return out
 
 
@@ -471,7 +487,8 @@ class _Converger:
             diffs = [d for d in diffs if not (d["before"] in (None, [], {}) and d["after"] in (None, [], {}))]
             if wanted.get("preserved"):
                 # what the user wrote there must be what libvirt holds, like every other key
-                held = preserved_differences(wanted["preserved"], xmlutil.parse(xml), self._aliases())
+                held = preserved_differences(wanted["preserved"], xmlutil.parse(xml), self._aliases(),
+                                             self.desired.merge_base)
                 self.preserved_changed = bool(held)
                 diffs += held
             return diffs

@@ -6,7 +6,7 @@ import pytest
 from lxml import etree
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import xml_differences
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import preserved_differences, xml_differences
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_xml import guest_xml, parse_domain_xml
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
@@ -191,3 +191,17 @@ def test_guest_agent_socket_libvirt_made_is_not_the_specs():
     assert "path" not in made["channels"][0]
     own = parse_domain_xml(BASE % (chan % "/run/hvl/ga.sock"))
     assert own["channels"][0]["path"] == "/run/hvl/ga.sock"
+
+
+def test_preserved_comparison_leaves_the_builders_own_to_the_builder():
+    """A preserved emulator (from XML written for another host) gives way to the host's, which the builder
+    writes; the rest of preserved must be in libvirt's definition, compared as the XML path compares."""
+    res = ("<domain xmlns:hvl='https://hypervisor.libvirt/xmlns/residual' hvl:anchor='1'>"
+           "<devices hvl:anchor='1' hvl:n='0'><emulator hvl:n='0'>/usr/bin/qemu-system-x86_64</emulator>"
+           "<panic model='isa' hvl:n='0'/></devices></domain>")
+    built = xmlutil.parse("<domain><devices><emulator>/bin/qemu-system-x86_64</emulator></devices></domain>")
+    held = xmlutil.parse("<domain><devices><emulator>/bin/qemu-system-x86_64</emulator><panic model='isa'/>"
+                         "<controller type='usb'/></devices></domain>")
+    assert preserved_differences(res, held, None, built) == []
+    assert [d["path"] for d in preserved_differences(res.replace("isa", "hyperv"), held, None, built)] == \
+        ["preserved/devices/panic@model"]
