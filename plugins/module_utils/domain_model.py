@@ -1614,7 +1614,7 @@ def runtime_or_default(parent: Any, child: Any) -> bool:
         return True
     if child.tag == "seclabel" and parent.tag == "source" and child.get("labelskip") == "yes":
         return True  # a label a running domain skipped
-    if child.tag == "source" and parent.tag == "channel" and child.get("mode") == "bind" and \
+    if child.tag == "source" and parent.tag == "channel" and child.get("mode", "bind") == "bind" and \
             CHANNEL_PATH_RE.search(child.get("path") or ""):
         return True  # the guest agent socket libvirt made under its channel directory
     for tag, attrs in LIBVIRT_DROPS_ELEMENTS.get(parent.tag, ()):
