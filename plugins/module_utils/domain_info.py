@@ -29,8 +29,8 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     OperationFailed,
     Timeout,
 )
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import parse_domain_xml
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import METADATA_NS
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_xml import parse_domain_xml
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model import METADATA_NS
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import ADDRESS_SOURCES
 
 SOURCES = ADDRESS_SOURCES + ("any", "none")

@@ -16,10 +16,11 @@ import os
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import kvmprobe
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     ConnectionFailed,
     HypervisorError,
@@ -29,22 +30,6 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     is_connection_error,
     translate,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest
-
-# virDomainState -> name used in facts, module results and wait_for_lifecycle. It lives here,
-# not in guest.py, so that importing Host does not import guest.py and its XML construction:
-# fact gathering never needs it, and its import time is paid on every host_facts run.
-STATE_NAMES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown", 5: "shutoff",
-               6: "crashed", 7: "pmsuspended"}
-
-
-def _guest_class() -> Any:
-    """guest.Guest, imported on first use (see STATE_NAMES)."""
-    from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest
-    return Guest
-
 
 DEFAULT_URI = "qemu:///system"
 # A refused socket (libvirtd restarting) is tried this often, this many seconds apart.
@@ -426,10 +411,10 @@ class Host:
         0.1 s otherwise. Raises ``Timeout`` after ``timeout`` seconds.
         """
         wanted = set(states)
-        unknown = wanted - set(STATE_NAMES.values()) - {"undefined"}
+        unknown = wanted - set(Guest.STATE_NAMES.values()) - {"undefined"}
         if unknown:
             raise HypervisorError("unknown domain state(s): %s" % ", ".join(sorted(unknown)))
-        guest = domain if isinstance(domain, _guest_class()) else self.get_guest(
+        guest = domain if isinstance(domain, Guest) else self.get_guest(
             **({"uuid": domain} if _looks_like_uuid(domain) else {"name": domain}))
         entry = self._add_waiter(guest.uuid)
         _uuid, cond, seen = entry
@@ -472,7 +457,7 @@ class Host:
         """initialize() was called: lifecycle and agent events reach waiters."""
         return self._initialized
 
-    def wait_for_agent(self, guest: "Guest", timeout: float) -> float:
+    def wait_for_agent(self, guest: Guest, timeout: float) -> float:
         """Wait until the guest agent's channel of ``guest`` is connected; returns the seconds waited.
 
         Event-driven (libvirt's agent lifecycle event) after ``initialize()``;
@@ -502,7 +487,7 @@ class Host:
         finally:
             self._remove_waiter(entry)
 
-    def _current_state(self, guest: "Guest") -> str:
+    def _current_state(self, guest: Guest) -> str:
         try:
             return guest.get_state()
         except NotFound:
@@ -517,12 +502,11 @@ class Host:
             doms = [d for d in doms if d.ID() != 0 or d.name() != "Domain-0"]
         return doms
 
-    def list_guests(self, only_running: bool = False, only_guests: bool = True) -> list["Guest"]:
+    def list_guests(self, only_running: bool = False, only_guests: bool = True) -> list[Guest]:
         """Every domain as a Guest, in one ``listAllDomains`` call."""
-        guest_class = _guest_class()
-        return [guest_class(d, host=self) for d in self.list_instance_domains(only_running, only_guests)]
+        return [Guest(d, host=self) for d in self.list_instance_domains(only_running, only_guests)]
 
-    def get_guest(self, name: str | None = None, uuid: str | None = None) -> "Guest":
+    def get_guest(self, name: str | None = None, uuid: str | None = None) -> Guest:
         """The Guest with this name or UUID, or ``NotFound``."""
         if bool(name) == bool(uuid):
             raise HypervisorError("get_guest needs exactly one of name or uuid")
@@ -530,7 +514,7 @@ class Host:
             dom = self.call("looking up domain '%s'" % name, lambda c: c.lookupByName(name))
         else:
             dom = self.call("looking up domain %s" % uuid, lambda c: c.lookupByUUIDString(uuid))
-        return _guest_class()(dom, host=self)
+        return Guest(dom, host=self)
 
     def domain_exists(self, name: str) -> bool:
         try:
@@ -539,12 +523,12 @@ class Host:
         except NotFound:
             return False
 
-    def write_instance_config(self, xml: str, validate: bool = True) -> "Guest":
+    def write_instance_config(self, xml: str, validate: bool = True) -> Guest:
         """Define (or redefine) a domain from XML; libvirt validates it against its schema."""
         def define(conn: Any) -> Any:
             flags = libvirt.VIR_DOMAIN_DEFINE_VALIDATE if validate else 0
             return conn.defineXMLFlags(xml, flags)
-        return _guest_class()(self.call("defining a domain", define), host=self)
+        return Guest(self.call("defining a domain", define), host=self)
 
     def _persistence_sets(self) -> tuple[set[str], set[str]]:
         """UUIDs of transient and of autostarted domains: two listAllDomains calls, short lists usually."""
@@ -561,7 +545,7 @@ class Host:
                         | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_BLOCK
                         | libvirt.VIR_DOMAIN_STATS_INTERFACE)
 
-    def domain_records(self, guests: list["Guest"] | None = None, stats: int | None = None) -> list[dict[str, Any]]:
+    def domain_records(self, guests: list[Guest] | None = None, stats: int | None = None) -> list[dict[str, Any]]:
         """One record per domain (all, or ``guests``) from bulk calls: the domain, its stats, state, flags.
 
         ``getAllDomainStats`` (or ``domainListGetStats`` for a list) and the two
@@ -588,7 +572,7 @@ class Host:
                     "reading domain '%s'" % dom.name(), lambda _c, d=dom: d.state())
             records.append({
                 "domain": dom, "name": dom.name(), "uuid": uuid, "id": dom.ID() if dom.ID() >= 0 else None,
-                "state": STATE_NAMES.get(st["state.state"], "unknown"), "state_reason": st.get("state.reason", 0),
+                "state": Guest.STATE_NAMES.get(st["state.state"], "unknown"), "state_reason": st.get("state.reason", 0),
                 "persistent": uuid not in transient, "autostart": uuid in autostart, "stats": st,
             })
         return records
@@ -645,7 +629,7 @@ class Host:
                 })
         return by_mac
 
-    def interface_addresses(self, guest: "Guest", source: str) -> dict[str, list[dict[str, Any]]]:
+    def interface_addresses(self, guest: Guest, source: str) -> dict[str, list[dict[str, Any]]]:
         """Lower-case MAC -> addresses of one domain from ``source`` (lease, agent or arp).
 
         libvirt's virDomainInterfaceAddresses has no bulk form; the caller uses
@@ -689,7 +673,7 @@ class Host:
                 "name": dom.name(),
                 "uuid": uuid,
                 "id": dom.ID() if dom.ID() >= 0 else None,
-                "state": STATE_NAMES.get(state, "unknown"),
+                "state": Guest.STATE_NAMES.get(state, "unknown"),
                 "persistent": uuid not in transient,
                 "autostart": uuid in autostart,
                 "vcpus": vcpus,

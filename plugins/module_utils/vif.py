@@ -3,7 +3,7 @@
 """The VIF driver: a guest's network interfaces, given a ``Host`` (not a driver callback).
 
 This is the blueprint's ``LibvirtBaseVIFDriver`` taking a Host instance. It
-builds an interface's XML from a spec (through guest.interface_config), finds
+builds an interface's XML from a spec (through domain_model.interface_config), finds
 an interface on a domain (by MAC, else by source), and plugs, unplugs and
 updates it in the live and/or persistent configuration. A property libvirt can
 change in place (filterref, link state, bandwidth) is changed with
@@ -24,7 +24,7 @@ import copy
 import time
 from typing import Any, Callable
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_model
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
@@ -199,7 +199,7 @@ class LibvirtVIFDriver:
     def get_config(self, spec: dict[str, Any], path: str = "interface") -> Any:
         """The <interface> element for a spec, checked per type and against domain.rng."""
         spec = self.normalise(spec, path)
-        el = guest_mod.interface_config(spec)
+        el = domain_model.interface_config(spec)
         wrapper = etree.Element("domain", type="qemu")
         xmlutil.sub(wrapper, "name", text="hvl-vif-check")
         xmlutil.sub(wrapper, "memory", text="1")

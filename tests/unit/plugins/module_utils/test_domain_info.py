@@ -12,7 +12,7 @@ import pytest
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_info
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec, NotFound, Timeout
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import METADATA_NS
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model import METADATA_NS
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
 
 TEST_URI = "test:///default"

@@ -6,9 +6,9 @@ import pytest
 from lxml import etree
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import xml_differences
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain import preserved_differences, xml_differences
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import guest_xml, parse_domain_xml
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_xml import guest_xml, parse_domain_xml
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 
 
@@ -127,3 +127,81 @@ def test_graphics_other_than_vnc_and_spice_are_taken_and_kept():
     assert rebuilt.find("devices/graphics").attrib == {"type": "sdl", "display": ":0.1", "xauth": "/root/.Xauthority"}
     with pytest.raises(InvalidSpec, match=r"^graphics\[0\]\.port: only applies to vnc and spice"):
         validate_spec({"name": "m", "memory": 128, "graphics": {"type": "sdl", "port": 5900}})
+
+
+def test_xml_comparison_ignores_runtime_state_libvirt_does_not_keep():
+    """XML copied from a running domain (block-job indexes, a made guest agent socket, a skipped label) is
+    the definition libvirt holds without them; a real difference there still counts."""
+    want = BASE % (
+        "<disk type='file' device='disk'><source file='/a.img' index='2'>"
+        "<seclabel model='selinux' labelskip='yes'/></source>"
+        "<backingStore type='file' index='1'><format type='raw'/><source file='/b.img'/></backingStore>"
+        "<target dev='vda' bus='virtio'/></disk>"
+        "<channel type='unix'><source mode='bind' path='/var/lib/libvirt/qemu/channel/target/domain-3-m/"
+        "org.qemu.guest_agent.0'/><target type='virtio' name='org.qemu.guest_agent.0' state='connected'/></channel>")
+    have = BASE % (
+        "<disk type='file' device='disk'><source file='/a.img'/>"
+        "<backingStore type='file'><format type='raw'/><source file='/b.img'/></backingStore>"
+        "<target dev='vda' bus='virtio'/></disk>"
+        "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>")
+    assert xml_differences(want, have) == []
+    assert [d["path"] for d in xml_differences(want.replace("/b.img", "/c.img"), have)] == \
+        ["devices/disk/backingStore/source@file"]
+    # a socket of the user's own is kept by libvirt: its absence is a difference
+    mine = want.replace("/var/lib/libvirt/qemu/channel/target/domain-3-m/org.qemu.guest_agent.0", "/run/ga.sock")
+    assert [d["path"] for d in xml_differences(mine, have)] == ["devices/channel/source"]
+
+
+def test_xml_comparison_knows_what_libvirt_drops_or_adds():
+    """Defaults libvirt does not write (smartcard protocol raw, a path-less bind socket), the serial port libvirt
+    adds for a lone serial console, file modes in octal and an iSCSI name without its LUN."""
+    want = BASE % ("<smartcard mode='passthrough' type='unix'><source mode='bind' path='/tmp/sc.sock'/>"
+                   "<protocol type='raw'/></smartcard>"
+                   "<console type='pty'><target type='serial' port='0'/></console>"
+                   "<filesystem type='mount' fmode='0644'><source dir='/srv'/><target dir='srv'/></filesystem>"
+                   "<hostdev mode='subsystem' type='scsi'><source protocol='iscsi' name='iqn.2020-01.x:t'>"
+                   "<host name='10.0.0.1'/></source></hostdev>")
+    have = BASE % ("<smartcard mode='passthrough' type='unix'><source mode='bind' path='/tmp/sc.sock'/></smartcard>"
+                   "<serial type='pty'><target type='isa-serial' port='0'/></serial>"
+                   "<console type='pty'><target type='serial' port='0'/></console>"
+                   "<filesystem type='mount' fmode='644'><source dir='/srv'/><target dir='srv'/></filesystem>"
+                   "<hostdev mode='subsystem' type='scsi'><source protocol='iscsi' name='iqn.2020-01.x:t/0'>"
+                   "<host name='10.0.0.1'/></source></hostdev>")
+    assert xml_differences(want, have) == []
+    assert [d["path"] for d in xml_differences(want.replace("0644", "0640"), have)] == ["devices/filesystem@fmode"]
+    assert [d["path"] for d in xml_differences(want.replace("type='raw'", "type='tcp'"), have)] == \
+        ["devices/smartcard/protocol"]
+
+
+def test_spice_without_a_port_reads_back_as_libvirt_holds_it():
+    """<graphics type='spice'/> and autoport='no' without a port are what libvirt stores as listen type none."""
+    for xml in (BASE % "<graphics type='spice'/>", BASE % "<graphics type='spice' autoport='no'/>"):
+        spec = validate_spec(parse_domain_xml(xml))
+        assert spec["graphics"] == [{"type": "spice", "autoport": False}]
+    stored = parse_domain_xml(BASE % "<graphics type='spice'><listen type='none'/></graphics>")
+    assert stored["graphics"] == [{"type": "spice", "autoport": False}]
+
+
+def test_guest_agent_socket_libvirt_made_is_not_the_specs():
+    """libvirt drops a guest agent socket path in its own channel directory from the definition; the spec
+    read from XML that names it leaves it to libvirt, a path of the user's own stays."""
+    chan = ("<channel type='unix'><source mode='bind' path='%s'/>"
+            "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>")
+    made = parse_domain_xml(BASE % (chan % "/var/lib/libvirt/qemu/channel/target/gentoo.org.qemu.guest_agent.0"))
+    assert "path" not in made["channels"][0]
+    own = parse_domain_xml(BASE % (chan % "/run/hvl/ga.sock"))
+    assert own["channels"][0]["path"] == "/run/hvl/ga.sock"
+
+
+def test_preserved_comparison_leaves_the_builders_own_to_the_builder():
+    """A preserved emulator (from XML written for another host) gives way to the host's, which the builder
+    writes; the rest of preserved must be in libvirt's definition, compared as the XML path compares."""
+    res = ("<domain xmlns:hvl='https://hypervisor.libvirt/xmlns/residual' hvl:anchor='1'>"
+           "<devices hvl:anchor='1' hvl:n='0'><emulator hvl:n='0'>/usr/bin/qemu-system-x86_64</emulator>"
+           "<panic model='isa' hvl:n='0'/></devices></domain>")
+    built = xmlutil.parse("<domain><devices><emulator>/bin/qemu-system-x86_64</emulator></devices></domain>")
+    held = xmlutil.parse("<domain><devices><emulator>/bin/qemu-system-x86_64</emulator><panic model='isa'/>"
+                         "<controller type='usb'/></devices></domain>")
+    assert preserved_differences(res, held, None, built) == []
+    assert [d["path"] for d in preserved_differences(res.replace("isa", "hyperv"), held, None, built)] == \
+        ["preserved/devices/panic@model"]

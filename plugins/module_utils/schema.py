@@ -1,0 +1,311 @@
+# Copyright (c) hypervisor.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The schema machinery: value types that check one value and return its normalised form.
+
+A spec is checked against a tree of these (``Dict`` of known keys, ``Map`` of
+user-chosen keys, ``List``, ``Str``, ``Int``, ``Size`` …); errors name the path
+(``disks[1].bus``). The type also says how a value compares: a ``Map`` is one
+value, a ``Dict`` is compared key by key, a ``List`` of dicts item by item.
+No Ansible import.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import check_text
+
+# Bytes per size unit; a bare number in the spec is MiB.
+UNIT_BYTES = _UNITS = {
+    "": 1024 ** 2, "b": 1, "bytes": 1,
+    "k": 1024, "kib": 1024, "kb": 1000,
+    "m": 1024 ** 2, "mib": 1024 ** 2, "mb": 1000 ** 2,
+    "g": 1024 ** 3, "gib": 1024 ** 3, "gb": 1000 ** 3,
+    "t": 1024 ** 4, "tib": 1024 ** 4, "tb": 1000 ** 4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
+MAC_RE = re.compile(r"^[0-9a-f][02468ace](:[0-9a-f]{2}){5}$")  # unicast: the first octet's low bit is 0
+ABS_PATH_RE = re.compile(r"^/.+")
+# A Linux interface name as libvirt's schema allows it (deviceName without '/' and '\\'), at most 15 characters.
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+# Largest memory libvirt takes: VIR_DOMAIN_MEMORY_PARAM_UNLIMITED KiB, in MiB.
+MAX_MEMORY_MIB = (2 ** 53 - 1) // 1024
+MAX_UINT = 2 ** 32 - 1
+PCI_RE = re.compile(r"^(?:([0-9a-f]{1,4}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})\.([0-7])$")
+_CPUSET_PART = re.compile(r"^(\^)?(\d+)(?:-(\d+))?$")
+TARGET_RE = re.compile(r"^(vd|sd|hd|fd|xvd)([a-z]+)$")
+
+
+class Field:
+    """A schema node: ``norm`` checks one value and returns its normalised form."""
+
+    def norm(self, value: Any, path: str) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def typename(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", str: "a string", list: "a list",
+            dict: "a dict", float: "a number"}.get(type(value), type(value).__name__)
+
+
+class Str(Field):
+    def __init__(self, pattern: "re.Pattern[str] | None" = None, what: str = "", lower: bool = False,
+                 nonempty: bool = True, multiline: bool = False) -> None:
+        self.pattern, self.what, self.lower, self.nonempty, self.multiline = pattern, what, lower, nonempty, multiline
+
+    def norm(self, value: Any, path: str) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise InvalidSpec(path, "expected a string, got %s" % typename(value))
+        value = str(value)
+        if self.lower:
+            value = value.lower()
+        if self.nonempty and not value:
+            raise InvalidSpec(path, "must not be empty")
+        check_text(value, path, self.multiline)
+        if self.pattern is not None and not self.pattern.match(value):
+            raise InvalidSpec(path, "%r is not %s" % (value, self.what))
+        return value
+
+
+class Int(Field):
+    def __init__(self, minimum: int | None = 0, maximum: int | None = MAX_UINT) -> None:
+        self.minimum, self.maximum = minimum, maximum
+
+    def norm(self, value: Any, path: str) -> Any:
+        if isinstance(value, str) and re.match(r"^-?\d+$", value.strip()):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidSpec(path, "expected an integer, got %s %r" % (typename(value), value))
+        if self.minimum is not None and value < self.minimum:
+            raise InvalidSpec(path, "%d is less than %d" % (value, self.minimum))
+        if self.maximum is not None and value > self.maximum:
+            raise InvalidSpec(path, "%d is more than %d" % (value, self.maximum))
+        return value
+
+
+class Bool(Field):
+    _TRUE = ("yes", "on", "true", "1")
+    _FALSE = ("no", "off", "false", "0")
+
+    def norm(self, value: Any, path: str) -> Any:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in self._TRUE + self._FALSE:
+            return value.lower() in self._TRUE
+        raise InvalidSpec(path, "expected a boolean, got %s %r" % (typename(value), value))
+
+
+class Enum(Field):
+    def __init__(self, *values: str) -> None:
+        self.values = values
+
+    def norm(self, value: Any, path: str) -> Any:
+        if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value) not in self.values:
+            raise InvalidSpec(path, "%r is not one of %s" % (value, ", ".join(self.values)))
+        return str(value)
+
+
+class Size(Field):
+    """A size in MiB: an int is MiB, a string may carry a unit ('2GiB', '512M', '1 TiB')."""
+
+    def __init__(self, maximum: int = MAX_MEMORY_MIB) -> None:
+        self.maximum = maximum
+
+    def norm(self, value: Any, path: str) -> Any:
+        mib = parse_size(value, path)
+        if mib > self.maximum:
+            raise InvalidSpec(path, "%d MiB is more than libvirt takes (%d MiB)" % (mib, self.maximum))
+        return mib
+
+
+class CpuSet(Field):
+    """A CPU/node list ('0-3,^2', '0,1') in libvirt's canonical form ('0-1,3')."""
+
+    def norm(self, value: Any, path: str) -> Any:
+        if isinstance(value, bool):
+            raise InvalidSpec(path, "expected a CPU list like '0-3,^2', got a boolean")
+        if isinstance(value, int):
+            value = str(value)
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        if not isinstance(value, str):
+            raise InvalidSpec(path, "expected a CPU list like '0-3,^2', got %s" % typename(value))
+        return format_cpuset(_parse_cpuset(value, path))
+
+
+class Dict(Field):
+    """A dict with known keys; unknown keys are errors, ``post`` normalises across keys."""
+
+    def __init__(self, fields: dict[str, Any], required: tuple[str, ...] = (),
+                 post: Callable[[dict, str], dict] | None = None,
+                 pre: Callable[[Any, str], Any] | None = None) -> None:
+        self.fields, self.required, self.post, self.pre = fields, required, post, pre
+
+    def norm(self, value: Any, path: str) -> Any:
+        if self.pre is not None:
+            value = self.pre(value, path)
+        if not isinstance(value, dict):
+            raise InvalidSpec(path or "spec", "expected a dict, got %s" % typename(value))
+        out: dict[str, Any] = {}
+        for key, val in value.items():
+            sub = "%s.%s" % (path, key) if path else str(key)
+            field = self.fields.get(key)
+            if field is None:
+                raise InvalidSpec(sub, "unknown key; known keys are %s" % ", ".join(sorted(self.fields)))
+            if val is None:
+                continue
+            out[key] = _resolve(field).norm(val, sub)
+        for key in self.required:
+            if key not in out:
+                raise InvalidSpec("%s.%s" % (path, key) if path else key, "is required")
+        if self.post is not None:
+            out = self.post(out, path)
+        return out
+
+
+class Map(Field):
+    """A dict of user-chosen keys (feature names, vcpu numbers) to values of one kind."""
+
+    def __init__(self, key: Field, value: Field, pre: Callable[[Any, str], Any] | None = None,
+                 post: Callable[[dict, str], dict] | None = None) -> None:
+        self.key, self.value, self.pre, self.post = key, value, pre, post
+
+    def norm(self, value: Any, path: str) -> Any:
+        if self.pre is not None:
+            value = self.pre(value, path)
+        if not isinstance(value, dict):
+            raise InvalidSpec(path, "expected a dict, got %s" % typename(value))
+        out = {}
+        for k, v in value.items():
+            sub = "%s.%s" % (path, k)
+            out[self.key.norm(k, sub)] = self.value.norm(v, sub)
+        return self.post(out, path) if self.post is not None else out
+
+
+class List(Field):
+    """A list; ``key`` names the item key that identifies an item (a disk's target), so two lists compare
+    item by identity rather than by position."""
+
+    def __init__(self, item: Any, pre: Callable[[Any, str], Any] | None = None, key: str | None = None) -> None:
+        self.item, self.pre, self.key = item, pre, key
+
+    def norm(self, value: Any, path: str) -> Any:
+        if self.pre is not None:
+            value = self.pre(value, path)
+        if not isinstance(value, list):
+            raise InvalidSpec(path, "expected a list, got %s" % typename(value))
+        item = _resolve(self.item)
+        return [item.norm(v, "%s[%d]" % (path, i)) for i, v in enumerate(value)]
+
+
+class Either(Field):
+    """The first of several forms that accepts the value (bool or list of pages…)."""
+
+    def __init__(self, *choices: Field, what: str = "") -> None:
+        self.choices, self.what = choices, what
+
+    def norm(self, value: Any, path: str) -> Any:
+        for choice in self.choices:
+            if isinstance(choice, Bool) and not isinstance(value, bool):
+                continue
+            if isinstance(choice, (Str, Enum)) and not isinstance(value, str):
+                continue
+            if isinstance(choice, (Dict, Map)) and not isinstance(value, dict):
+                continue
+            if isinstance(choice, List) and not isinstance(value, list):
+                continue
+            return choice.norm(value, path)
+        raise InvalidSpec(path, "expected %s, got %s" % (self.what, typename(value)))
+
+
+def _resolve(field: Any) -> Field:
+    return field() if callable(field) and not isinstance(field, Field) else field
+
+
+def parse_size(value: Any, path: str = "size") -> int:
+    """MiB from an int (MiB) or a string with a unit, as libvirt reads units (KB=1000, KiB=K=1024)."""
+    if isinstance(value, bool):
+        raise InvalidSpec(path, "expected a size like 2048 or '2GiB', got a boolean")
+    if isinstance(value, int):
+        if value < 0:
+            raise InvalidSpec(path, "size must not be negative")
+        return value
+    if not isinstance(value, str):
+        raise InvalidSpec(path, "expected a size like 2048 or '2GiB', got %s" % typename(value))
+    m = _SIZE_RE.match(value)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise InvalidSpec(path, "%r is not a size; use MiB or a number with a unit "
+                                "(B, KiB, MiB, GiB, TiB, K, M, G, T, KB, MB, GB, TB)" % value)
+    number = float(m.group(1)) if "." in m.group(1) else int(m.group(1))
+    size_bytes = number * _UNITS[m.group(2).lower()]
+    mib = size_bytes / 1024 ** 2
+    if mib != int(mib):
+        raise InvalidSpec(path, "%r is not a whole number of MiB" % value)
+    return int(mib)
+
+
+def scaled_kib(el: Any, attr: str | None = None, unit_attr: str = "unit") -> float:
+    """A libvirt size (an element's text or an attribute, with its unit; KiB without one) in KiB."""
+    value = el.get(attr) if attr else el.text
+    unit = (el.get(unit_attr) or "KiB").lower()
+    return float(value.strip()) * UNIT_BYTES.get(unit, 1024) / 1024
+
+
+def _parse_cpuset(text: str, path: str) -> set[int]:
+    include: set[int] = set()
+    exclude: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        m = _CPUSET_PART.match(part)
+        if not m:
+            raise InvalidSpec(path, "%r is not a CPU list like '0-3,^2'" % text)
+        lo = int(m.group(2))
+        hi = int(m.group(3)) if m.group(3) is not None else lo
+        if hi < lo:
+            raise InvalidSpec(path, "%r: range %s runs backwards" % (text, part))
+        (exclude if m.group(1) else include).update(range(lo, hi + 1))
+    result = include - exclude
+    if not result:
+        raise InvalidSpec(path, "%r selects no CPU" % text)
+    return result
+
+
+def format_cpuset(cpus: set[int]) -> str:
+    """libvirt's canonical bitmap text: sorted, runs as ranges ('0-2,5')."""
+    parts = []
+    ordered = sorted(cpus)
+    start = prev = ordered[0]
+    for c in ordered[1:] + [None]:  # type: ignore[list-item]
+        if c is not None and c == prev + 1:
+            prev = c
+            continue
+        parts.append(str(start) if start == prev else "%d-%d" % (start, prev))
+        if c is not None:
+            start = prev = c
+    return ",".join(parts)
+
+
+class Raw(Field):
+    """A value checked later by the enclosing section's ``post`` (its form depends on a sibling key)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def norm(self, value: Any, path: str) -> Any:
+        if not isinstance(value, (str, dict)):
+            raise InvalidSpec(path, "expected %s, got %s" % (self.what, typename(value)))
+        return value
+
+
+class Free(Field):
+    """Free-form data (metadata): kept as given, stored as JSON."""
+
+    def norm(self, value: Any, path: str) -> Any:
+        return value
+
+
+__all__ = ["Field", "typename", "Str", "Int", "Bool", "Enum", "Size", "CpuSet", "Dict", "Map", "List", "Either", "Raw", "Free",
+           "parse_size", "format_cpuset", "scaled_kib", "UNIT_BYTES", "UUID_RE", "MAC_RE", "ABS_PATH_RE", "IFNAME_RE",
+           "PCI_RE", "TARGET_RE", "MAX_MEMORY_MIB", "MAX_UINT"]
