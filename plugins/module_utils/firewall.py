@@ -21,7 +21,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     NotFound,
     OperationFailed,
 )
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import Dict, Enum, List, Str
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import Dict, Enum, List, Str
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
 
 ACTIONS = ("drop", "reject", "accept", "return", "continue")

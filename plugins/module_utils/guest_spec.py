@@ -21,20 +21,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model im
     disk_name,
 )
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
-# The schema types (and IFNAME_RE) are schema.py's; network.py still imports them from here.
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (  # noqa: F401 pylint: disable=unused-import
-    IFNAME_RE,
-    Bool,
-    Dict,
-    Either,
-    Enum,
-    Field,
-    Int,
-    List,
-    Str,
-    scaled_kib,
-    typename,
-)
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import Dict, Enum, Field, Str, scaled_kib, typename
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import parse as parse_xml
 
 __all__ = ["validate_spec", "validate_interface", "order_disks", "derive_disk_targets", "SPEC"]

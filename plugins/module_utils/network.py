@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import (
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (
     IFNAME_RE, Bool, Dict, Either, Enum, Int, List, Str,
 )
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
