@@ -606,9 +606,11 @@ class Host:
         """UUID -> XML of each virDomain (None when it vanished meanwhile).
 
         libvirt has no bulk call for domain XML, so this is one ``XMLDesc`` per
-        domain; they are sent from a few threads at once over the one
-        connection (libvirt's RPC client multiplexes them), so remote URIs pay
-        the round trip once per batch rather than once per domain.
+        domain. For a remote URI they are sent from a few threads at once over
+        the one connection (libvirt's RPC client multiplexes them), so it pays
+        the round trip once per batch rather than once per domain; over a local
+        socket a call (~0.15 ms) costs less than handing it to a thread, so
+        they go one after the other.
         """
         def one(dom: Any) -> tuple[str, str | None]:
             try:
@@ -616,7 +618,7 @@ class Host:
                                                    lambda _c: dom.XMLDesc(flags))
             except NotFound:
                 return dom.UUIDString(), None
-        if len(domains) <= 1 or workers <= 1:
+        if len(domains) <= 1 or workers <= 1 or self.is_local():
             return dict(one(d) for d in domains)
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(max_workers=min(workers, len(domains))) as pool:
