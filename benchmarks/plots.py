@@ -37,6 +37,24 @@ def load(path: str) -> dict[str, Any]:
         return json.load(f)
 
 
+def _domains_axes(axes: Any, sizes: list[int]) -> None:
+    """Both panels of a figure against the number of domains on the host (log scale, one tick per size)."""
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("domains on the host")
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+
+
+def _save(plt: Any, fig: Any, path: str, title: str) -> str:
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_host_facts(summary: dict[str, Any], path: str) -> str:
     """Time above the ping floor and libvirt RPC calls against domains on the host, ours vs the peer."""
     plt = _pyplot()
@@ -54,17 +72,9 @@ def plot_host_facts(summary: dict[str, Any], path: str) -> str:
     ax_r.set_yscale("log")
     ax_r.set_ylabel("libvirt RPC calls")
     ax_r.set_title("RPC calls per run")
-    for ax in (ax_t, ax_r):
-        ax.set_xscale("log")
-        ax.set_xlabel("domains on the host")
-        ax.set_xticks(sizes, [str(s) for s in sizes])
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("host_facts vs community.libvirt (%s)" % summary.get("machine", summary.get("uri", "")), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    _domains_axes((ax_t, ax_r), sizes)
+    return _save(plt, fig, path, "host_facts vs community.libvirt (%s)"
+                 % summary.get("machine", summary.get("uri", "")))
 
 
 def plot_inventory(summary: dict[str, Any], path: str) -> str:
@@ -82,17 +92,8 @@ def plot_inventory(summary: dict[str, Any], path: str) -> str:
     ax_r.set_yscale("log")
     ax_r.set_ylabel("libvirt RPC calls")
     ax_r.set_title("RPC calls per listing")
-    for ax in (ax_t, ax_r):
-        ax.set_xscale("log")
-        ax.set_xlabel("domains on the host")
-        ax.set_xticks(sizes, [str(s) for s in sizes])
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("inventory vs community.libvirt %s" % summary.get("peer", ""), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    _domains_axes((ax_t, ax_r), sizes)
+    return _save(plt, fig, path, "inventory vs community.libvirt %s" % summary.get("peer", ""))
 
 
 def plot_domain(runs: dict[str, Any], path: str) -> str:

@@ -12,9 +12,12 @@ description:
     collection's metadata (the guest spec's C(metadata) key) as host variables, and C(ansible_host) set
     from its first address by O(address_preference).
   - Reads only bulk calls per URI - one C(getAllDomainStats), two short C(listAllDomains), one
-    C(DHCPLeases) per network - plus each domain's XML (libvirt has no bulk call for it; several are
-    in flight at once). For O(address_source=agent) or O(address_source=arp), one address query per
-    running domain is added.
+    C(DHCPLeases) per network - plus the XML of each domain that passes the C(state) and C(name) filters
+    (libvirt has no bulk call for it; for a remote URI several are in flight at once). For
+    O(address_source=agent) or O(address_source=arp), one address query per running domain is added.
+  - The XML is read on every run that does not come from the inventory cache, because nothing libvirt
+    reports in bulk changes when a domain is only redefined (its metadata or a MAC), so a redefinition
+    shows in the next uncached run.
   - A URI that cannot be reached is a warning and the other URIs still give their hosts; with O(strict=true)
     it is an error.
   - Supports the C(constructed) options (O(compose), O(groups), O(keyed_groups), O(strict)) and
