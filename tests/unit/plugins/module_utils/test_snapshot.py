@@ -122,6 +122,8 @@ def test_domain_absent_keeps_refusing_while_snapshots_exist(host, dom):
     run(host, domain=dom, name="s1")
     with pytest.raises(Exception, match="remove_snapshots_metadata"):
         dconv(host, DomainRequest(name=dom, state="absent", force=True))
+    # refused before anything changed: force did not power the running guest off first
+    assert host.get_guest(name=dom).get_state() == "running"
 
 
 @pytest.mark.parametrize("kw,path", [
