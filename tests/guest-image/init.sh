@@ -163,14 +163,14 @@ agent_freeze() {
         case "$dev" in /dev/vd*) ;; *) continue ;; esac
         fsfreeze --freeze "$mnt" 2>/dev/null && { echo "$mnt" >> "$S/frozen"; n=$((n + 1)); }
     done < /proc/mounts
-    [ -s "$S/frozen" ] || echo "(none)" > "$S/frozen"
+    # nothing frozen, nothing to thaw: libvirt sends a thaw only after a freeze of one or more
+    [ "$n" = 0 ] && rm -f "$S/frozen"
     say "HVL-AGENT-FREEZE $n" >&2  # stdout is the reply
     echo "$n"
 }
 agent_thaw() {
     n=0
     while read -r mnt; do
-        [ "$mnt" = "(none)" ] && continue
         fsfreeze --unfreeze "$mnt" 2>/dev/null && n=$((n + 1))
     done < "$S/frozen" 2>/dev/null
     rm -f "$S/frozen"
