@@ -739,18 +739,19 @@ class _Converger:
             return
         req = self.req
         storage = self._storage_to_remove() if req.remove_storage else []
-        if self.state not in ("shutoff", "absent"):
-            if not req.force:
-                raise OperationFailed("domain '%s' on %s is %s; it is removed only with force: true (or stop it "
-                                      "first with state: shutdown)" % (self.name, self.host.uri, self.state),
-                                      uri=self.host.uri)
-            self.plan.act("destroy", lambda: self.guest.poweroff(), self._settled("shutoff", "absent"))  # pylint: disable=unnecessary-lambda
+        # every refusal before the first change: a refused removal must not have powered the guest off
+        if self.state not in ("shutoff", "absent") and not req.force:
+            raise OperationFailed("domain '%s' on %s is %s; it is removed only with force: true (or stop it "
+                                  "first with state: shutdown)" % (self.name, self.host.uri, self.state),
+                                  uri=self.host.uri)
         if not req.remove_managed_save and self.guest.has_managed_save():
             raise OperationFailed("domain '%s' on %s has a managed save image; set remove_managed_save: true to "
                                   "remove it with the domain" % (self.name, self.host.uri), uri=self.host.uri)
         if not req.remove_snapshots_metadata and self.guest.snapshot_count():
             raise OperationFailed("domain '%s' on %s has snapshots; set remove_snapshots_metadata: true to remove "
                                   "their metadata with the domain" % (self.name, self.host.uri), uri=self.host.uri)
+        if self.state not in ("shutoff", "absent"):
+            self.plan.act("destroy", lambda: self.guest.poweroff(), self._settled("shutoff", "absent"))  # pylint: disable=unnecessary-lambda
         self.plan.act("undefine", lambda: self.guest.delete_configuration(
             keep_nvram=req.keep_nvram, remove_managed_save=req.remove_managed_save,
             remove_snapshots_metadata=req.remove_snapshots_metadata), self._settled("absent"))

@@ -102,6 +102,11 @@ AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 # virDomainInterfaceAddresses sources, by the names modules use.
 ADDRESS_SOURCES = ("lease", "agent", "arp")
+# libvirt's ARP source on kernels that close the neighbour dump in its last datagram (see Host._arp_from_proc)
+ARP_NETLINK_BUG = "wrong nlmsg len"
+PROC_ARP = "/proc/net/arp"
+ARP_READ_LIMIT = 4 * 1024 * 1024  # bytes of PROC_ARP read at most (~50,000 entries)
+ATF_COM = 0x2  # a complete entry (the kernel's NUD_VALID states) in PROC_ARP's flags
 
 
 class ConnectionEvent:
@@ -457,23 +462,27 @@ class Host:
         """initialize() was called: lifecycle and agent events reach waiters."""
         return self._initialized
 
-    def wait_for_agent(self, guest: Guest, timeout: float) -> float:
-        """Wait until the guest agent's channel of ``guest`` is connected; returns the seconds waited.
+    def wait_for_agent(self, guest: "Guest", timeout: float) -> tuple[float, str]:
+        """Wait until the guest agent's channel of ``guest`` is connected; (seconds waited, what said so).
 
         Event-driven (libvirt's agent lifecycle event) after ``initialize()``;
         the live XML's channel state is read once first, and again after each
-        event or, without events, every 0.2 s. ``Timeout`` says what the
+        event or, without events, every 0.2 s. What said so: ``already`` (the
+        first read), ``event`` (an agent event), ``xml`` (a read after an
+        event) or ``poll`` (a read without events). ``Timeout`` says what the
         channel was the last time it was read.
         """
         start = time.monotonic()
         deadline = start + timeout
         entry = self._add_waiter(guest.uuid)
         _uuid, cond, seen = entry
+        first = True
         try:
             while True:
                 state = guest.get_agent_state()
                 if state == "connected":
-                    return time.monotonic() - start
+                    return time.monotonic() - start, "already" if first else ("xml" if self._initialized else "poll")
+                first = False
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise Timeout("the guest agent of domain '%s' on %s did not connect within %gs (%s)"
@@ -483,7 +492,7 @@ class Host:
                         cond.wait(min(remaining, 0.2 if not self._initialized else remaining))
                     events, seen[:] = [e for e in seen if isinstance(e, AgentEvent)], []
                 if events and events[-1].connected:
-                    return time.monotonic() - start
+                    return time.monotonic() - start, "event"
         finally:
             self._remove_waiter(entry)
 
@@ -581,9 +590,11 @@ class Host:
         """UUID -> XML of each virDomain (None when it vanished meanwhile).
 
         libvirt has no bulk call for domain XML, so this is one ``XMLDesc`` per
-        domain; they are sent from a few threads at once over the one
-        connection (libvirt's RPC client multiplexes them), so remote URIs pay
-        the round trip once per batch rather than once per domain.
+        domain. For a remote URI they are sent from a few threads at once over
+        the one connection (libvirt's RPC client multiplexes them), so it pays
+        the round trip once per batch rather than once per domain; over a local
+        socket a call (~0.15 ms) costs less than handing it to a thread, so
+        they go one after the other.
         """
         def one(dom: Any) -> tuple[str, str | None]:
             try:
@@ -591,7 +602,7 @@ class Host:
                                                    lambda _c: dom.XMLDesc(flags))
             except NotFound:
                 return dom.UUIDString(), None
-        if len(domains) <= 1 or workers <= 1:
+        if len(domains) <= 1 or workers <= 1 or self.is_local():
             return dict(one(d) for d in domains)
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(max_workers=min(workers, len(domains))) as pool:
@@ -638,7 +649,12 @@ class Host:
         flag = {"lease": libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
                 "agent": libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
                 "arp": libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP}[source]
-        raw = guest.call_domain("reading the %s addresses of" % source, lambda d: d.interfaceAddresses(flag))
+        try:
+            raw = guest.call_domain("reading the %s addresses of" % source, lambda d: d.interfaceAddresses(flag))
+        except OperationFailed as exc:
+            if source != "arp" or ARP_NETLINK_BUG not in str(exc):
+                raise
+            return self._arp_from_proc(guest, exc)
         out: dict[str, list[dict[str, Any]]] = {}
         for ifname, data in (raw or {}).items():
             mac = (data.get("hwaddr") or "").lower()
@@ -647,6 +663,39 @@ class Host:
                     "address": a.get("addr"), "prefix": a.get("prefix"),
                     "family": "ipv6" if a.get("type") == 1 else "ipv4", "interface": ifname,
                 })
+        return out
+
+    def _arp_from_proc(self, guest: "Guest", exc: OperationFailed) -> dict[str, list[dict[str, Any]]]:
+        """The ARP source where libvirt's own reader fails: this machine's IPv4 neighbour table, by MAC.
+
+        libvirt up to 9.x reads the kernel's neighbour dump in one datagram and
+        checks every message's length against a neighbour entry before looking
+        at its type; kernels that put the dump's closing NLMSG_DONE into that
+        same datagram (6.x) make it fail with "wrong nlmsg len". The table it
+        wanted is the kernel's, which ``/proc/net/arp`` lists too (complete
+        entries only, one bounded read) - but only on the hypervisor itself.
+        """
+        if not self.is_local():
+            raise OperationFailed(
+                "libvirt on %s cannot read its ARP table (%s: its netlink reader rejects this kernel's neighbour "
+                "dump); use address_source lease or agent, or run the module on the hypervisor"
+                % (self._uri, ARP_NETLINK_BUG), uri=self._uri) from exc
+        try:
+            with open(PROC_ARP, encoding="ascii", errors="replace") as f:
+                lines = f.read(ARP_READ_LIMIT).splitlines()[1:]
+        except OSError as err:
+            raise OperationFailed("libvirt's ARP source fails here (%s) and %s cannot be read either: %s"
+                                  % (ARP_NETLINK_BUG, PROC_ARP, err), uri=self._uri) from exc
+        macs = {(i.get("mac") or "").lower(): i.get("target") for i in guest.get_interfaces()}
+        out: dict[str, list[dict[str, Any]]] = {}
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 6 or not int(fields[2], 16) & ATF_COM:
+                continue
+            mac = fields[3].lower()
+            if mac in macs:
+                out.setdefault(mac, []).append({"address": fields[0], "prefix": 0, "family": "ipv4",
+                                                "interface": macs[mac]})
         return out
 
     def get_domain_info(self) -> list[dict[str, Any]]:
