@@ -54,11 +54,6 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
 STATES = ("present", "running", "paused", "shutdown", "destroyed", "absent")
 
 
-_UNITS = {
-    "b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000 ** 2, "m": 1024 ** 2,
-    "mib": 1024 ** 2, "gb": 1000 ** 3, "g": 1024 ** 3, "gib": 1024 ** 3, "tb": 1000 ** 4,
-    "t": 1024 ** 4, "tib": 1024 ** 4,
-}
 # Elements whose text is a scaled integer (libvirt's default unit: KiB).
 _SCALED = frozenset({"memory", "currentMemory", "maxMemory", "size", "requested", "current",
                      "hard_limit", "soft_limit", "swap_hard_limit", "min_guarantee", "max_size", "pcihole64"})
@@ -102,10 +97,7 @@ class DomainRequest:
 
 # ---------------------------------------------------------------------- XML comparison
 def _scaled(text: str | None, unit: str | None) -> int | None:
-    try:
-        return int(text.strip()) * _UNITS[(unit or "KiB").lower()]  # type: ignore[union-attr]
-    except (AttributeError, KeyError, ValueError):
-        return None
+    return model.scaled_bytes(text, unit or "KiB") if text is not None else None
 
 
 def machine_aliases(host: Any) -> dict[str, str]:

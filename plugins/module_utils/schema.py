@@ -15,16 +15,10 @@ import re
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.model import unit_bytes
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import check_text
 
 # Bytes per size unit; a bare number in the spec is MiB.
-UNIT_BYTES = _UNITS = {
-    "": 1024 ** 2, "b": 1, "bytes": 1,
-    "k": 1024, "kib": 1024, "kb": 1000,
-    "m": 1024 ** 2, "mib": 1024 ** 2, "mb": 1000 ** 2,
-    "g": 1024 ** 3, "gib": 1024 ** 3, "gb": 1000 ** 3,
-    "t": 1024 ** 4, "tib": 1024 ** 4, "tb": 1000 ** 4,
-}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
 MAC_RE = re.compile(r"^[0-9a-f][02468ace](:[0-9a-f]{2}){5}$")  # unicast: the first octet's low bit is 0
@@ -236,11 +230,12 @@ def parse_size(value: Any, path: str = "size") -> int:
     if not isinstance(value, str):
         raise InvalidSpec(path, "expected a size like 2048 or '2GiB', got %s" % typename(value))
     m = _SIZE_RE.match(value)
-    if not m or m.group(2).lower() not in _UNITS:
+    scale = (1024 ** 2 if not m.group(2) else unit_bytes(m.group(2))) if m else None
+    if scale is None:
         raise InvalidSpec(path, "%r is not a size; use MiB or a number with a unit "
                                 "(B, KiB, MiB, GiB, TiB, K, M, G, T, KB, MB, GB, TB)" % value)
     number = float(m.group(1)) if "." in m.group(1) else int(m.group(1))
-    size_bytes = number * _UNITS[m.group(2).lower()]
+    size_bytes = number * scale
     mib = size_bytes / 1024 ** 2
     if mib != int(mib):
         raise InvalidSpec(path, "%r is not a whole number of MiB" % value)
@@ -250,8 +245,7 @@ def parse_size(value: Any, path: str = "size") -> int:
 def scaled_kib(el: Any, attr: str | None = None, unit_attr: str = "unit") -> float:
     """A libvirt size (an element's text or an attribute, with its unit; KiB without one) in KiB."""
     value = el.get(attr) if attr else el.text
-    unit = (el.get(unit_attr) or "KiB").lower()
-    return float(value.strip()) * UNIT_BYTES.get(unit, 1024) / 1024
+    return float(value.strip()) * (unit_bytes(el.get(unit_attr) or "KiB") or 1024) / 1024
 
 
 def _parse_cpuset(text: str, path: str) -> set[int]:
@@ -307,5 +301,5 @@ class Free(Field):
 
 
 __all__ = ["Field", "typename", "Str", "Int", "Bool", "Enum", "Size", "CpuSet", "Dict", "Map", "List", "Either", "Raw", "Free",
-           "parse_size", "format_cpuset", "scaled_kib", "UNIT_BYTES", "UUID_RE", "MAC_RE", "ABS_PATH_RE", "IFNAME_RE",
+           "parse_size", "format_cpuset", "scaled_kib", "UUID_RE", "MAC_RE", "ABS_PATH_RE", "IFNAME_RE",
            "PCI_RE", "TARGET_RE", "MAX_MEMORY_MIB", "MAX_UINT"]
