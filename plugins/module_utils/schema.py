@@ -15,7 +15,7 @@ import re
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.model import unit_bytes
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.model import c_int, scaled_bytes, unit_bytes
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import check_text
 
 # Bytes per size unit; a bare number in the spec is MiB.
@@ -65,11 +65,15 @@ class Str(Field):
 
 
 class Int(Field):
-    def __init__(self, minimum: int | None = 0, maximum: int | None = MAX_UINT) -> None:
-        self.minimum, self.maximum = minimum, maximum
+    """An integer; ``c_literal``: a string is read as libvirt reads a C literal ('0x10', '010' octal)."""
+
+    def __init__(self, minimum: int | None = 0, maximum: int | None = MAX_UINT, c_literal: bool = False) -> None:
+        self.minimum, self.maximum, self.c_literal = minimum, maximum, c_literal
 
     def norm(self, value: Any, path: str) -> Any:
-        if isinstance(value, str) and re.match(r"^-?\d+$", value.strip()):
+        if isinstance(value, str) and self.c_literal and c_int(value) is not None:
+            value = c_int(value)
+        elif isinstance(value, str) and re.match(r"^-?\d+$", value.strip()):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidSpec(path, "expected an integer, got %s %r" % (typename(value), value))
@@ -81,12 +85,19 @@ class Int(Field):
 
 
 class Bool(Field):
+    """A boolean, or a string that names one ('yes', 'off'…); ``ints``: 0 and 1 as well."""
+
     _TRUE = ("yes", "on", "true", "1")
     _FALSE = ("no", "off", "false", "0")
+
+    def __init__(self, ints: bool = False) -> None:
+        self.ints = ints
 
     def norm(self, value: Any, path: str) -> Any:
         if isinstance(value, bool):
             return value
+        if self.ints and isinstance(value, int) and value in (0, 1):
+            return bool(value)
         if isinstance(value, str) and value.lower() in self._TRUE + self._FALSE:
             return value.lower() in self._TRUE
         raise InvalidSpec(path, "expected a boolean, got %s %r" % (typename(value), value))
@@ -115,6 +126,49 @@ class Size(Field):
         return mib
 
 
+class Bytes(Field):
+    """A size in bytes: an int is bytes, a string may carry one of libvirt's units ('10G', '512MiB', '1TB')."""
+
+    def norm(self, value: Any, path: str) -> Any:
+        size = scaled_bytes(value)
+        if size is None:
+            raise InvalidSpec(path, "%r is not a size; give bytes or a number with one of libvirt's units "
+                              "(b, K/KiB, M/MiB, G/GiB, T/TiB, P/PiB, E/EiB = powers of 1024; KB, MB, GB, TB, PB, EB = "
+                              "powers of 1000)" % (value,))
+        return size
+
+
+class Octal(Field):
+    """A file mode: an int is the number (0o755), a string its octal digits ('755', '0755'); given back as libvirt
+    writes it ('0755')."""
+
+    def __init__(self, maximum: int = 0o7777) -> None:
+        self.maximum = maximum
+
+    def norm(self, value: Any, path: str) -> Any:
+        number = None
+        if isinstance(value, str):
+            try:
+                number = int(value, 8)
+            except ValueError:
+                pass
+        elif isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        if number is None:
+            raise InvalidSpec(path, "%r is not an octal mode like '0755'" % (value,))
+        if not 0 <= number <= self.maximum:
+            raise InvalidSpec(path, "%r is out of range (0000-%o)" % (value, self.maximum))
+        return "0%o" % number
+
+
+class Uuid(Field):
+    """A UUID, any case, with or without dashes; given back as libvirt writes it (lower case, dashed)."""
+
+    def norm(self, value: Any, path: str) -> Any:
+        digits = Str(UUID_RE, "a UUID", lower=True).norm(value, path).replace("-", "")
+        return "-".join((digits[:8], digits[8:12], digits[12:16], digits[16:20], digits[20:]))
+
+
 class CpuSet(Field):
     """A CPU/node list ('0-3,^2', '0,1') in libvirt's canonical form ('0-1,3')."""
 
@@ -131,12 +185,13 @@ class CpuSet(Field):
 
 
 class Dict(Field):
-    """A dict with known keys; unknown keys are errors, ``post`` normalises across keys."""
+    """A dict with known keys; unknown keys are errors, ``post`` normalises across keys; ``ordered``: the result
+    has its keys in the order the fields are declared."""
 
     def __init__(self, fields: dict[str, Any], required: tuple[str, ...] = (),
                  post: Callable[[dict, str], dict] | None = None,
-                 pre: Callable[[Any, str], Any] | None = None) -> None:
-        self.fields, self.required, self.post, self.pre = fields, required, post, pre
+                 pre: Callable[[Any, str], Any] | None = None, ordered: bool = False) -> None:
+        self.fields, self.required, self.post, self.pre, self.ordered = fields, required, post, pre, ordered
 
     def norm(self, value: Any, path: str) -> Any:
         if self.pre is not None:
@@ -155,6 +210,8 @@ class Dict(Field):
         for key in self.required:
             if key not in out:
                 raise InvalidSpec("%s.%s" % (path, key) if path else key, "is required")
+        if self.ordered:
+            out = {key: out[key] for key in self.fields if key in out}
         if self.post is not None:
             out = self.post(out, path)
         return out
@@ -213,6 +270,18 @@ class Either(Field):
                 continue
             return choice.norm(value, path)
         raise InvalidSpec(path, "expected %s, got %s" % (self.what, typename(value)))
+
+
+def one_or_list(value: Any, _path: str) -> Any:
+    """A ``List`` ``pre``: one item stands for a list of it."""
+    return value if isinstance(value, list) else [value]
+
+
+def keyed(key: str) -> Callable[[Any, str], Any]:
+    """A ``Dict`` ``pre``: a value that is not a dict stands for its ``key`` (a host given by its name)."""
+    def pre(value: Any, _path: str) -> Any:
+        return value if isinstance(value, dict) else {key: value}
+    return pre
 
 
 def _resolve(field: Any) -> Field:
@@ -300,6 +369,6 @@ class Free(Field):
         return value
 
 
-__all__ = ["Field", "typename", "Str", "Int", "Bool", "Enum", "Size", "CpuSet", "Dict", "Map", "List", "Either", "Raw", "Free",
-           "parse_size", "format_cpuset", "scaled_kib", "UUID_RE", "MAC_RE", "ABS_PATH_RE", "IFNAME_RE",
+__all__ = ["Field", "typename", "Str", "Int", "Bool", "Enum", "Size", "Bytes", "Octal", "Uuid", "CpuSet", "Dict", "Map", "List", "Either", "Raw", "Free",
+           "one_or_list", "keyed", "parse_size", "format_cpuset", "scaled_kib", "UUID_RE", "MAC_RE", "ABS_PATH_RE", "IFNAME_RE",
            "PCI_RE", "TARGET_RE", "MAX_MEMORY_MIB", "MAX_UINT"]

@@ -7,8 +7,9 @@ volumes are created, cloned and resized by libvirt, and files move in and out
 of them through libvirt streams (sparse: holes are skipped on both ends).
 
 The model: one spec per object in libvirt's vocabulary (``parse_*`` reads
-libvirt's XML into it, ``*_config`` builds XML from it, ``check_*`` validates
-and normalises user input, naming the field). What the model does not know is
+libvirt's XML into it, ``*_config`` builds XML from it, schema.py declarations
+(``POOL_SPEC``, ``VOLUME_OPTIONS``, ``USAGE``) validate and normalise user
+input, naming the field). What the model does not know is
 kept verbatim (``model.residual``) and put back when an object is redefined.
 Differences go through ``plan.difference``, actions through ``Plan.act``. No
 Ansible import.
@@ -38,6 +39,8 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, x
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec, NotFound, OperationFailed
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (
+    Bool, Bytes, Dict, Enum, Free, Int, List, Octal, Str, Uuid, keyed, one_or_list)
 
 STATE_DIR = "/var/lib/hypervisor-libvirt"
 POOL_STATES = ("present", "active", "inactive", "absent")
@@ -69,202 +72,77 @@ AUTH_TYPES = ("chap", "ceph")
 # secret usage type -> the element holding its identifier
 SECRET_USAGE = {"ceph": "name", "iscsi": "target", "volume": "volume", "tls": "name", "vtpm": "name"}
 
-_NAME_RE = re.compile(r"^[^/\x00-\x1f\x7f]+$")
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 QCOW2_MAGIC = b"QFI\xfb"
 _CHUNK = 1024 * 1024
 
 
-# ---------------------------------------------------------------------- input checking
-def _dict(value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidSpec(path, "expected a dict with %s" % ", ".join(allowed))
-    for key in value:
-        if key not in allowed:
-            raise InvalidSpec("%s.%s" % (path, key), "unknown key; allowed: %s" % (", ".join(allowed) or "none"))
-    return value
-
-
-def _str(value: Any, path: str) -> str:
-    if isinstance(value, (dict, list, bool)) or value is None:
-        raise InvalidSpec(path, "expected a string, got %r" % (value,))
-    return xmlutil.check_text(str(value), path)
-
-
-def _abs_path(value: Any, path: str) -> str:
-    text = _str(value, path)
-    if not text.startswith("/"):
-        raise InvalidSpec(path, "%r is not an absolute path" % text)
-    return text
-
-
-def _int(value: Any, path: str, low: int | None = None) -> int:
-    number = model.c_int(value) if not isinstance(value, bool) else None
-    if number is None or (low is not None and number < low):
-        raise InvalidSpec(path, "%r is not an integer%s" % (value, "" if low is None else " >= %d" % low))
-    return number
-
-
-def _bool(value: Any, path: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in ("yes", "true", "on", "1"):
-        return True
-    if text in ("no", "false", "off", "0"):
-        return False
-    raise InvalidSpec(path, "%r is not a boolean" % (value,))
-
-
-def check_name(value: Any, path: str = "name") -> str:
-    """A pool or volume name libvirt can hold: a file name (no ``/``, no control characters)."""
-    text = _str(value, path)
-    if "/" in text:
-        raise InvalidSpec(path, "%r contains '/'; a name is one path component" % text)
-    if not _NAME_RE.match(text) or text in (".", ".."):
-        raise InvalidSpec(path, "%r is not a valid name" % text)
-    return text
-
-
-def check_size(value: Any, path: str) -> int:
-    """Bytes from an int or a number with one of libvirt's units ('10G', '512MiB', '1TB')."""
-    size = model.scaled_bytes(value)
-    if size is None:
-        raise InvalidSpec(path, "%r is not a size; give bytes or a number with one of libvirt's units "
-                          "(b, K/KiB, M/MiB, G/GiB, T/TiB, P/PiB, E/EiB = powers of 1024; KB, MB, GB, TB, PB, EB = "
-                          "powers of 1000)" % (value,))
-    return size
-
-
-def check_uuid(value: Any, path: str = "uuid") -> str:
-    text = _str(value, path)
-    if not _UUID_RE.match(text):
-        raise InvalidSpec(path, "%r is not a UUID" % text)
-    hexdigits = text.replace("-", "").lower()
-    return "-".join((hexdigits[:8], hexdigits[8:12], hexdigits[12:16], hexdigits[16:20], hexdigits[20:]))
-
-
-def check_permissions(value: Any, path: str) -> dict[str, Any] | None:
-    """``{mode, owner, group, label}``; the mode as libvirt writes it (``0755``)."""
-    perms = _dict(value, path, PERMISSION_KEYS)
-    if not perms:
-        return None
-    out: dict[str, Any] = {}
-    if perms.get("mode") is not None:
-        mode = perms["mode"]
-        try:
-            number = int(mode, 8) if isinstance(mode, str) else _int(mode, path + ".mode", 0)
-        except ValueError:
-            raise InvalidSpec(path + ".mode", "%r is not an octal mode like '0755'" % (mode,))
-        if not 0 <= number <= 0o7777:
-            raise InvalidSpec(path + ".mode", "%r is out of range (0000-7777)" % (mode,))
-        out["mode"] = "0%o" % number
-    for key in ("owner", "group"):
-        if perms.get(key) is not None:
-            out[key] = _int(perms[key], "%s.%s" % (path, key), -1)
-    if perms.get("label") is not None:
-        out["label"] = _str(perms["label"], path + ".label")
-    return out
-
-
-def _hosts(value: Any, path: str) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        value = [value]
-    out = []
-    for i, item in enumerate(value):
-        p = "%s[%d]" % (path, i)
-        if not isinstance(item, dict):
-            item = {"name": item}
-        _dict(item, p, ("name", "port"))
-        host: dict[str, Any] = {"name": _str(item.get("name"), p + ".name")}
-        if item.get("port") is not None:
-            host["port"] = _int(item["port"], p + ".port", 0)
-        out.append(host)
-    return out
-
-
-def _devices(value: Any, path: str) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        value = [value]
-    out = []
-    for i, item in enumerate(value):
-        p = "%s[%d]" % (path, i)
-        if not isinstance(item, dict):
-            item = {"path": item}
-        _dict(item, p, ("path", "part_separator"))
-        dev: dict[str, Any] = {"path": _str(item.get("path"), p + ".path")}
-        if item.get("part_separator") is not None:
-            dev["part_separator"] = _bool(item["part_separator"], p + ".part_separator")
-        out.append(dev)
-    return out
-
-
-def _auth(value: Any, path: str) -> dict[str, Any]:
-    auth = _dict(value, path, ("type", "username", "secret"))
-    if auth.get("type") not in AUTH_TYPES:
-        raise InvalidSpec(path + ".type", "%r is not one of %s" % (auth.get("type"), ", ".join(AUTH_TYPES)))
-    secret = _dict(auth.get("secret"), path + ".secret", ("uuid", "usage"))
-    if len([k for k in ("uuid", "usage") if secret.get(k) is not None]) != 1:
-        raise InvalidSpec(path + ".secret", "give exactly one of uuid, usage")
-    out = {"type": auth["type"], "username": _str(auth.get("username"), path + ".username"),
-           "secret": ({"uuid": check_uuid(secret["uuid"], path + ".secret.uuid")} if secret.get("uuid") is not None
-                      else {"usage": _str(secret["usage"], path + ".secret.usage")})}
-    return out
-
-
-def check_pool_spec(spec: dict[str, Any], current_type: str | None = None) -> dict[str, Any]:
-    """The structured pool spec, validated and normalised; errors name the field."""
-    spec = dict(_dict(spec, "", ("name", "type", "uuid", "source", "target", "preserved")))
-    out: dict[str, Any] = {"name": check_name(spec.get("name"), "name")}
-    ptype = spec.get("type") or current_type
-    if ptype is None:
-        raise InvalidSpec("type", "required to define a pool; one of %s" % ", ".join(POOL_SOURCE_KEYS))
-    if ptype not in POOL_SOURCE_KEYS:
-        raise InvalidSpec("type", "%r is not a libvirt storage pool type; one of %s" % (ptype, ", ".join(POOL_SOURCE_KEYS)))
-    out["type"] = ptype
-    if spec.get("uuid") is not None:
-        out["uuid"] = check_uuid(spec["uuid"])
+# ---------------------------------------------------------------------- input checking (schema.py types)
+def _pool_spec_post(spec: dict[str, Any], _path: str) -> dict[str, Any]:
+    """A pool type's own source keys (libvirt's storagepool.rng) and whether it has a target; empty parts dropped."""
+    ptype = spec["type"]
     allowed = POOL_SOURCE_KEYS[ptype]
-    source = spec.get("source")
-    if source is not None and not isinstance(source, dict):
-        raise InvalidSpec("source", "expected a dict")
-    for key in source or {}:
-        if key not in SOURCE_KEYS:
-            raise InvalidSpec("source.%s" % key, "unknown key; allowed: %s" % ", ".join(SOURCE_KEYS))
-        if key not in allowed and source[key] is not None:
+    for key in spec.get("source") or {}:
+        if key not in allowed:
             raise InvalidSpec("source.%s" % key, "a %s pool has no %s; its source takes %s"
                               % (ptype, key, ", ".join(allowed) or "nothing"))
-    src: dict[str, Any] = {}
-    source = {k: v for k, v in (source or {}).items() if v is not None}
-    if "hosts" in source:
-        src["hosts"] = _hosts(source["hosts"], "source.hosts")
-    if "devices" in source:
-        src["devices"] = _devices(source["devices"], "source.devices")
-    if "dir" in source:
-        src["dir"] = _str(source["dir"], "source.dir")
-    for key in ("name", "format", "initiator"):
-        if key in source:
-            src[key] = _str(source[key], "source.%s" % key)
-    if "auth" in source:
-        src["auth"] = _auth(source["auth"], "source.auth")
-    if src:
-        out["source"] = src
-    target = _dict(spec.get("target"), "target", ("path", "permissions"))
+    target = spec.get("target") or {}
+    if not target.get("permissions"):
+        target.pop("permissions", None)
     if target and ptype in POOL_NO_TARGET:
         raise InvalidSpec("target", "a %s pool has no target" % ptype)
-    tgt: dict[str, Any] = {}
-    if target.get("path") is not None:
-        tgt["path"] = _abs_path(target["path"], "target.path")
-    perms = check_permissions(target.get("permissions"), "target.permissions")
-    if perms:
-        tgt["permissions"] = perms
-    if tgt:
-        out["target"] = tgt
-    if spec.get("preserved") is not None:
-        out["preserved"] = spec["preserved"]
-    return out
+    return {k: v for k, v in spec.items() if v or k not in ("source", "target")}
+
+
+def _one_secret(secret: dict[str, Any], path: str) -> dict[str, Any]:
+    if len(secret) != 1:
+        raise InvalidSpec(path, "give exactly one of uuid, usage")
+    return secret
+
+
+def _usage_post(usage: dict[str, Any], path: str) -> dict[str, Any]:
+    """A secret usage is identified by the one element its type has (secret.rng)."""
+    utype = usage["type"]
+    key = SECRET_USAGE[utype]
+    for other in ("name", "target", "volume"):
+        if other != key and other in usage:
+            raise InvalidSpec("%s.%s" % (path, other), "a %s secret is identified by %s, not %s" % (utype, key, other))
+    if key not in usage:
+        raise InvalidSpec("%s.%s" % (path, key), "required for a %s secret" % utype)
+    return {"type": utype, key: usage[key]}
+
+
+# a pool or volume name libvirt can hold: a file name (one path component, no control characters)
+NAME = Str(re.compile(r"^(?!\.\.?$)[^/\x00-\x1f\x7f]+$"),
+           "a valid name (one path component: no '/', no control characters, not '.' or '..')")
+_TEXT = Str(nonempty=False)
+_ABS_PATH = Str(re.compile(r"^/"), "an absolute path")
+PERMISSIONS = Dict({"mode": Octal(), "owner": Int(-1, None, c_literal=True), "group": Int(-1, None, c_literal=True),
+                    "label": _TEXT}, ordered=True)
+POOL_SPEC = Dict({
+    "name": NAME,
+    "type": Enum(*POOL_SOURCE_KEYS),
+    "uuid": Uuid(),
+    "source": Dict({
+        "hosts": List(Dict({"name": _TEXT, "port": Int(0, None, c_literal=True)}, required=("name",), pre=keyed("name"),
+                           ordered=True), pre=one_or_list),
+        "devices": List(Dict({"path": _TEXT, "part_separator": Bool(ints=True)}, required=("path",), pre=keyed("path"),
+                             ordered=True), pre=one_or_list),
+        "dir": _TEXT, "name": _TEXT, "format": _TEXT, "initiator": _TEXT,
+        "auth": Dict({"type": Enum(*AUTH_TYPES), "username": _TEXT,
+                      "secret": Dict({"uuid": Uuid(), "usage": _TEXT}, post=_one_secret)},
+                     required=("type", "username", "secret"), ordered=True),
+    }, ordered=True),
+    "target": Dict({"path": _ABS_PATH, "permissions": PERMISSIONS}, ordered=True),
+    "preserved": Free(),
+}, required=("name", "type"), post=_pool_spec_post, ordered=True)
+# storage_volume's options that are values (state and the rest are checked where they are used)
+VOLUME_OPTIONS = Dict({"name": NAME, "state": Enum("present", "absent"), "capacity": Bytes(), "allocation": Bytes(),
+                       "format": _TEXT, "permissions": PERMISSIONS})
+BACKING = Dict({"pool": NAME, "name": NAME, "path": _ABS_PATH, "format": _TEXT})
+CLONE_FROM = Dict({"pool": NAME, "name": NAME}, required=("name",))
+# a secret's usage as libvirt's secret.rng has it: {type, name|target|volume}
+USAGE = Dict({"type": Enum(*SECRET_USAGE), "name": _TEXT, "target": _TEXT, "volume": _ABS_PATH},
+             required=("type",), post=_usage_post)
 
 
 # ---------------------------------------------------------------------- pool XML: build and parse
@@ -477,22 +355,6 @@ def parse_volume(root: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- secret XML
-def check_usage(value: Any, path: str = "usage") -> dict[str, str]:
-    """``{type, name|target|volume}`` as libvirt's secret.rng has it."""
-    usage = _dict(value, path, ("type", "name", "target", "volume"))
-    utype = usage.get("type")
-    if utype not in SECRET_USAGE:
-        raise InvalidSpec(path + ".type", "%r is not a secret usage; one of %s" % (utype, ", ".join(SECRET_USAGE)))
-    key = SECRET_USAGE[utype]
-    for other in ("name", "target", "volume"):
-        if other != key and usage.get(other) is not None:
-            raise InvalidSpec("%s.%s" % (path, other), "a %s secret is identified by %s, not %s" % (utype, key, other))
-    if usage.get(key) is None:
-        raise InvalidSpec("%s.%s" % (path, key), "required for a %s secret" % utype)
-    ident = _abs_path(usage[key], "%s.%s" % (path, key)) if key == "volume" else _str(usage[key], "%s.%s" % (path, key))
-    return {"type": utype, key: ident}
-
-
 def secret_config(spec: dict[str, Any]) -> Any:
     """``<secret>`` from a spec (never with a value: libvirt keeps values apart from the XML)."""
     root = xmlutil.element("secret", {"ephemeral": spec.get("ephemeral", False), "private": spec.get("private", False)})
@@ -755,12 +617,15 @@ class PoolManager(_Manager):
             parsed = parse_pool(root)
             if parsed["name"] != name:
                 raise InvalidSpec("xml", "names the pool %r, not %r" % (parsed["name"], name))
-            want = check_pool_spec(parsed)
+            want = POOL_SPEC.norm(parsed, "")
             want.pop("preserved", None)
             return want, root
         if spec is None:
             return None, None
-        want = check_pool_spec(dict(spec, name=name), current_type=(current or {}).get("type"))
+        spec = dict(spec, name=name)
+        if spec.get("type") is None and current:
+            spec["type"] = current["type"]
+        want = POOL_SPEC.norm(spec, "")
         built = pool_config(dict(want, uuid=(current or {}).get("uuid")) if current else want)
         if current and current.get("preserved"):
             model.overlay(built, model.from_text(current["preserved"]))
@@ -770,7 +635,7 @@ class PoolManager(_Manager):
     def ensure(self, name: str, spec: dict[str, Any] | None = None, xml: str | None = None, state: str = "present",
                autostart: bool | None = None, build: bool | None = None, refresh: bool = False,
                delete_storage: bool = False, force: bool = False) -> dict[str, Any]:
-        check_name(name, "name")
+        NAME.norm(name, "name")
         if state not in POOL_STATES:
             raise InvalidSpec("state", "%r is not one of %s" % (state, ", ".join(POOL_STATES)))
         if delete_storage and state != "absent":
@@ -904,7 +769,7 @@ class VolumeManager(_Manager):
     """Converges one volume: create (empty, copy-on-write, clone, upload), resize, download, delete."""
 
     def _pool(self, name: str, path: str = "pool") -> Any:
-        check_name(name, path)
+        NAME.norm(name, path)
         try:
             pool = self.host.call("looking up pool '%s'" % name, lambda c: c.storagePoolLookupByName(name))
         except NotFound:
@@ -925,26 +790,26 @@ class VolumeManager(_Manager):
         return text, parse_volume(xmlutil.parse(text))
 
     def _backing(self, backing: Any, pool_name: str) -> dict[str, Any]:
-        back = _dict(backing, "backing", ("pool", "name", "path", "format"))
+        back = BACKING.norm(backing, "backing")
         if (back.get("path") is None) == (back.get("name") is None):
             raise InvalidSpec("backing", "give either pool and name of a volume, or path")
         if back.get("path") is not None:
             if back.get("pool") is not None:
                 raise InvalidSpec("backing.pool", "only with backing.name")
-            out = {"path": _abs_path(back["path"], "backing.path")}
+            out = {"path": back["path"]}
             if back.get("format") is not None:
-                out["format"] = _str(back["format"], "backing.format")
+                out["format"] = back["format"]
             else:
                 out["format"] = self._format_of_path(out["path"])
             return out
         bpool = self._pool(back.get("pool") or pool_name, "backing.pool")
-        bname = check_name(back["name"], "backing.name")
+        bname = back["name"]
         bvol = self._vol(bpool, bname)
         if bvol is None:
             raise InvalidSpec("backing.name", "no volume %r in pool %r" % (bname, back.get("pool") or pool_name))
         _text, bspec = self._spec(bvol)
-        out = {"path": bspec["path"], "format": _str(back["format"], "backing.format")
-               if back.get("format") is not None else bspec.get("format", "raw"), "capacity": bspec.get("capacity")}
+        out = {"path": bspec["path"], "format": back["format"] if back.get("format") is not None else bspec.get("format", "raw"),
+               "capacity": bspec.get("capacity")}
         return out
 
     def _format_of_path(self, path: str) -> str:
@@ -960,14 +825,10 @@ class VolumeManager(_Manager):
                fmt: str | None = None, permissions: dict[str, Any] | None = None, backing: dict[str, Any] | None = None,
                clone_from: dict[str, Any] | None = None, src: str | None = None, dest: str | None = None,
                allow_shrink: bool = False, wipe: bool = False, force: bool = False) -> dict[str, Any]:
-        check_name(name, "name")
-        if state not in ("present", "absent"):
-            raise InvalidSpec("state", "%r is not one of present, absent" % state)
-        size = check_size(capacity, "capacity") if capacity is not None else None
-        alloc = check_size(allocation, "allocation") if allocation is not None else None
-        if fmt is not None:
-            fmt = _str(fmt, "format")
-        perms = check_permissions(permissions, "permissions")
+        opts = VOLUME_OPTIONS.norm({"name": name, "state": state, "capacity": capacity, "allocation": allocation,
+                                    "format": fmt, "permissions": permissions}, "")
+        size, alloc, fmt = opts.get("capacity"), opts.get("allocation"), opts.get("format")
+        perms = opts.get("permissions") or None
         given = [k for k, v in (("backing", backing), ("clone_from", clone_from), ("src", src)) if v is not None]
         if len(given) > 1:
             raise InvalidSpec(given[1], "cannot be combined with %s" % given[0])
@@ -1039,11 +900,9 @@ class VolumeManager(_Manager):
             self._clone_source(clone_from, pool)  # the source must still exist: a clear error when it does not
 
     def _clone_source(self, clone_from: Any, pool: str) -> tuple[Any, dict[str, Any]]:
-        spec = _dict(clone_from, "clone_from", ("pool", "name"))
-        if spec.get("name") is None:
-            raise InvalidSpec("clone_from.name", "required")
+        spec = CLONE_FROM.norm(clone_from, "clone_from")
         spool = self._pool(spec.get("pool") or pool, "clone_from.pool")
-        svol = self._vol(spool, check_name(spec["name"], "clone_from.name"))
+        svol = self._vol(spool, spec["name"])
         if svol is None:
             raise InvalidSpec("clone_from.name", "no volume %r in pool %r" % (spec["name"], spec.get("pool") or pool))
         return svol, self._spec(svol)[1]
@@ -1245,8 +1104,8 @@ class SecretManager(_Manager):
     def ensure(self, usage: dict[str, Any] | None = None, uuid: str | None = None, description: str | None = None,
                ephemeral: bool | None = None, private: bool | None = None, value: str | None = None,
                value_encoding: str = "plain", update_value: str = "always", state: str = "present") -> dict[str, Any]:
-        use = check_usage(usage) if usage is not None else None
-        uid = check_uuid(uuid) if uuid is not None else None
+        use = USAGE.norm(usage, "usage") if usage is not None else None
+        uid = Uuid().norm(uuid, "uuid") if uuid is not None else None
         if use is None and uid is None:
             raise InvalidSpec("usage", "give usage or uuid")
         if update_value not in ("always", "on_create"):
@@ -1356,6 +1215,6 @@ class SecretManager(_Manager):
                 "before": before, "after": after}
 
 
-__all__ = ["PoolManager", "VolumeManager", "SecretManager", "pool_config", "parse_pool", "check_pool_spec",
-           "volume_config", "parse_volume", "secret_config", "parse_secret", "check_usage", "check_size",
+__all__ = ["PoolManager", "VolumeManager", "SecretManager", "pool_config", "parse_pool", "POOL_SPEC",
+           "VOLUME_OPTIONS", "USAGE", "volume_config", "parse_volume", "secret_config", "parse_secret",
            "domain_disk_users", "upload_file", "download_file", "Markers", "STATE_DIR"]

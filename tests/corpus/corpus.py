@@ -24,7 +24,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_xml impo
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.network import check_spec, network_config, parse_network
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.storage import (
-    check_pool_spec, parse_pool, parse_volume, pool_config, volume_config)
+    POOL_SPEC, parse_pool, parse_volume, pool_config, volume_config)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEMAS = "/usr/share/libvirt/schemas"
@@ -200,7 +200,7 @@ def _storage(root: Any, out: Outcome, kind: str) -> None:
     spec = parse(copy.deepcopy(root))
     if kind == "pool":
         try:
-            spec = check_pool_spec(copy.deepcopy(spec))
+            spec = POOL_SPEC.norm(copy.deepcopy(spec), "")
         except Exception as exc:  # pylint: disable=broad-except
             out.fail("spec_refused", exc)
             return
@@ -209,7 +209,7 @@ def _storage(root: Any, out: Outcome, kind: str) -> None:
         out.fail("build_invalid", _RNG[schema].error_log.last_error)
     again = parse(etree.fromstring(xmlutil.to_string(built)))
     if kind == "pool":
-        again = check_pool_spec(again)
+        again = POOL_SPEC.norm(again, "")
     if "preserved" in again and "preserved" in spec \
             and model.canonical(again["preserved"]) == model.canonical(spec["preserved"]):
         again["preserved"] = spec["preserved"]

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, storage, xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, schema, storage, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
@@ -32,13 +32,13 @@ def _vol(host, state_dir, check=False, **kw):
     ("7b", 7), ("3bytes", 3), ("1E", 1024 ** 6),
 ])
 def test_sizes_as_libvirt_reads_them(value, expected):
-    assert storage.check_size(value, "capacity") == expected
+    assert schema.Bytes().norm(value, "capacity") == expected
 
 
 @pytest.mark.parametrize("value", ["10XB", "ten", "-1", "1.5G", True, None, [1], "10 G B"])
 def test_a_bad_size_names_the_field(value):
     with pytest.raises(InvalidSpec) as err:
-        storage.check_size(value, "capacity")
+        schema.Bytes().norm(value, "capacity")
     assert str(err.value).startswith("capacity: ") and "\n" not in str(err.value)
 
 
@@ -62,7 +62,7 @@ def test_xml_sizes_with_units_are_bytes():
 ])
 def test_bad_pool_spec_names_the_field(spec, field):
     with pytest.raises(InvalidSpec) as err:
-        storage.check_pool_spec(dict(spec, name="p"))
+        storage.POOL_SPEC.norm(dict(spec, name="p"), "")
     assert err.value.path == field
 
 
@@ -84,12 +84,12 @@ def test_bad_pool_spec_names_the_field(spec, field):
       "target": {"path": "/dev/vg0"}}, "source/name", "vg0"),
 ])
 def test_pool_spec_builds_schema_valid_xml_and_parses_back(spec, path, value):
-    spec = storage.check_pool_spec(dict(spec, name="p"))
+    spec = storage.POOL_SPEC.norm(dict(spec, name="p"), "")
     built = storage.pool_config(spec)
     assert xmlutil.validate(built, "storagepool")
     found = built.xpath(path) if "@" in path else [built.findtext(path)]
     assert [str(v) for v in found] == [value]
-    assert storage.check_pool_spec(storage.parse_pool(xmlutil.parse(xmlutil.to_string(built)))) == spec
+    assert storage.POOL_SPEC.norm(storage.parse_pool(xmlutil.parse(xmlutil.to_string(built))), "") == spec
 
 
 def test_unmodelled_pool_xml_is_kept():
