@@ -101,6 +101,28 @@ def plot_domain(runs: dict[str, Any], path: str) -> str:
     return path
 
 
+def plot_storage(summary: dict[str, Any], path: str) -> str:
+    """Median wall time of one upload of a sparse image, per method (ours, virsh, cp, and the floor)."""
+    plt = _pyplot()
+    rows = summary["rows"]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    colours = [OURS_COLOUR if r["method"].startswith("storage_volume") else PEER_COLOUR if r["method"] == "virsh"
+               else "#888888" for r in rows]
+    bars = ax.barh([r["method"] for r in rows], [r["median_s"] for r in rows], color=colours)
+    for bar, row in zip(bars, rows):
+        ax.annotate("%.2f s" % row["median_s"], (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+                    textcoords="offset points", xytext=(4, -3), fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("wall time, median of %d rounds (s)" % summary["rounds"])
+    ax.set_title("Upload of a %s sparse qcow2 with %d MiB of data (%s)" % (summary["size"], summary["data_mib"],
+                                                                         summary.get("machine", "")), fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--recorded", action="store_true", help="draw from benchmarks/recorded/ (the figures the docs show)")

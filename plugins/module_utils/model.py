@@ -66,6 +66,57 @@ def value_equal(want: str | None, have: str | None) -> bool:
     return False
 
 
+# libvirt's scaled integers (virScaleInteger): a unit's first letter picks the power, "iB" or nothing
+# after it means 1024, "B" means 1000; "b", "byte" and "bytes" are bytes.
+_SCALE_POWER = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
+_SCALED_RE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
+
+
+def unit_bytes(unit: str | None) -> int | None:
+    """Bytes per ``unit`` as libvirt reads it (``K``/``KiB`` 1024, ``KB`` 1000); None when it is no unit."""
+    u = (unit or "").lower()
+    if u in ("", "b", "byte", "bytes"):
+        return 1
+    power = _SCALE_POWER.get(u[:1])
+    if power is None or u[1:] not in ("", "ib", "b"):
+        return None
+    return (1000 if u[1:] == "b" else 1024) ** power
+
+
+def scaled_bytes(value: Any, unit: str | None = None) -> int | None:
+    """A size in bytes from an int, from ``'10G'``/``'512MiB'``, or from XML text and its ``unit``; None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number, text_unit = value, ""
+    elif isinstance(value, str):
+        m = _SCALED_RE.match(value)
+        if not m:
+            return None
+        number, text_unit = int(m.group(1)), m.group(2)
+    else:
+        return None
+    if number < 0 or (text_unit and unit):
+        return None
+    scale = unit_bytes(text_unit or unit)
+    return None if scale is None else number * scale
+
+
+def spec_differences(want: Any, have: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """(path, have, want) for every value ``want`` sets that ``have`` does not hold; keys ``want``
+    leaves out (None) are not compared, dicts are compared key by key, lists as a whole."""
+    if isinstance(want, dict) and isinstance(have, dict):
+        out = []
+        for key in sorted(want):
+            if want[key] is None:
+                continue
+            out.extend(spec_differences(want[key], have.get(key), "%s.%s" % (path, key) if path else key))
+        return out
+    if want is None or want == have:
+        return []
+    return [(path, have, want)]
+
+
 # ---------------------------------------------------------------------- identity within a list
 def _attr_of(path: str, attr: str) -> Callable[[Any], Any]:
     def key(el: Any) -> Any:
@@ -258,4 +309,5 @@ def from_text(text: str) -> Any:
     return etree.fromstring(text)
 
 
-__all__ = ["c_int", "value_equal", "residual", "overlay", "canonical", "to_text", "from_text", "IDENTITY", "ANCHOR", "NS"]
+__all__ = ["c_int", "value_equal", "unit_bytes", "scaled_bytes", "spec_differences", "residual", "overlay", "canonical",
+           "to_text", "from_text", "IDENTITY", "ANCHOR", "NS"]

@@ -23,6 +23,8 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.firewall import
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import guest_config, parse_domain_xml
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.network import check_spec, network_config, parse_network
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.storage import (
+    check_pool_spec, parse_pool, parse_volume, pool_config, volume_config)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEMAS = "/usr/share/libvirt/schemas"
@@ -32,12 +34,17 @@ KINDS = {
     "domain": ("domain", ("qemuxml2argvdata", "qemuxml2xmloutdata")),
     "network": ("network", ("networkxml2xmlin", "networkxml2xmlout")),
     "nwfilter": ("nwfilter", ("nwfilterxml2xmlin", "nwfilterxml2xmlout")),
+    "pool": ("storagepool", ("storagepoolxml2xmlin", "storagepoolxml2xmlout")),
+    "volume": ("storagevol", ("storagevolxml2xmlin", "storagevolxml2xmlout")),
 }
 CHECKS = ("parse_raises", "spec_refused", "build_invalid", "round_trip_differs", "loses_something")
 
 # What an XML holds that is runtime state or a libvirt default, not part of the definition.
 IGNORED_PATHS = frozenset({
     "domain/@id",  # the id of a running domain
+    # a pool's sizes are its state, read from the storage; libvirt ignores them in a definition
+    "pool/capacity", "pool/capacity/@unit", "pool/allocation", "pool/allocation/@unit",
+    "pool/available", "pool/available/@unit",
 })
 
 
@@ -170,7 +177,35 @@ def _nwfilter(root: Any, out: Outcome) -> None:
     out.lost = paths(root) - paths(built)
 
 
-_CHECKERS: dict[str, Callable[[Any, Outcome], None]] = {"domain": _domain, "network": _network, "nwfilter": _nwfilter}
+def _storage(root: Any, out: Outcome, kind: str) -> None:
+    """Pools and volumes: parse, (pools) check the spec as user input, build, validate, parse again."""
+    parse, build, schema = {"pool": (parse_pool, pool_config, "storagepool"),
+                            "volume": (parse_volume, volume_config, "storagevol")}[kind]
+    spec = parse(copy.deepcopy(root))
+    if kind == "pool":
+        try:
+            spec = check_pool_spec(copy.deepcopy(spec))
+        except Exception as exc:  # pylint: disable=broad-except
+            out.fail("spec_refused", exc)
+            return
+    built = build(copy.deepcopy(spec))
+    if not schema_valid(built, schema):
+        out.fail("build_invalid", _RNG[schema].error_log.last_error)
+    again = parse(etree.fromstring(xmlutil.to_string(built)))
+    if kind == "pool":
+        again = check_pool_spec(again)
+    if "preserved" in again and "preserved" in spec \
+            and model.canonical(again["preserved"]) == model.canonical(spec["preserved"]):
+        again["preserved"] = spec["preserved"]
+    if again != spec:
+        out.fail("round_trip_differs", sorted(k for k in set(again) | set(spec) if again.get(k) != spec.get(k)))
+    out.lost = paths(root) - paths(built)
+
+
+_CHECKERS: dict[str, Callable[[Any, Outcome], None]] = {
+    "domain": _domain, "network": _network, "nwfilter": _nwfilter,
+    "pool": lambda root, out: _storage(root, out, "pool"), "volume": lambda root, out: _storage(root, out, "volume"),
+}
 
 
 def check(kind: str, name: str, root: Any) -> Outcome:

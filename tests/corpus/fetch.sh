@@ -10,7 +10,10 @@ VERSION="$(dpkg-query -W -f '${Version}' libvirt0)"
 UPSTREAM="${VERSION%%-*}"
 UPSTREAM="${UPSTREAM#*:}"
 DEST="$BASE/libvirt-$UPSTREAM"
-if [ -f "$DEST/.complete" ]; then
+# The directories unpacked; a cache made with another list is unpacked again.
+DIRS=(qemuxml2argvdata qemuxml2xmloutdata networkxml2xmlin networkxml2xmlout nwfilterxml2xmlin nwfilterxml2xmlout
+      storagepoolxml2xmlin storagepoolxml2xmlout storagevolxml2xmlin storagevolxml2xmlout)
+if [ -f "$DEST/.complete" ] && [ "$(cat "$DEST/.complete")" = "${DIRS[*]}" ]; then
   echo "$DEST"
   exit 0
 fi
@@ -32,10 +35,9 @@ apt-get -qq "${OPTS[@]}" source --download-only "libvirt=$VERSION" >&2 2>/dev/nu
   || apt-get -qq "${OPTS[@]}" source --download-only libvirt >&2
 ORIG="$(ls -1 libvirt_"$UPSTREAM".orig.tar.* | head -n1)"
 rm -rf "$DEST.tmp" && mkdir -p "$DEST.tmp"
-tar -xf "$ORIG" -C "$DEST.tmp" --strip-components=1 --wildcards \
-  '*/tests/qemuxml2argvdata/*.xml' '*/tests/qemuxml2xmloutdata/*.xml' \
-  '*/tests/networkxml2xmlin/*.xml' '*/tests/networkxml2xmlout/*.xml' \
-  '*/tests/nwfilterxml2xmlin/*.xml' '*/tests/nwfilterxml2xmlout/*.xml'
-touch "$DEST.tmp/.complete"
+PATTERNS=()
+for d in "${DIRS[@]}"; do PATTERNS+=("*/tests/$d/*.xml"); done
+tar -xf "$ORIG" -C "$DEST.tmp" --strip-components=1 --wildcards "${PATTERNS[@]}"
+echo "${DIRS[*]}" > "$DEST.tmp/.complete"
 rm -rf "$DEST" && mv "$DEST.tmp" "$DEST"
 echo "$DEST"

@@ -1,0 +1,358 @@
+"""storage.py: pools and volumes on test:///default; streams, resize, clones across pools and secrets on the
+real daemon (qemu:///system, under the shared lock), each with its own pools removed afterwards."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+
+import pytest
+
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, storage, xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import libvirt
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
+
+SYSTEM_URI = "qemu:///system"
+PREFIX = "hvl-ust-"
+
+
+def _pool(host, state_dir, check=False, **kw):
+    return storage.PoolManager(host, check, str(state_dir)).ensure(**kw)
+
+
+def _vol(host, state_dir, check=False, **kw):
+    return storage.VolumeManager(host, check, str(state_dir)).ensure(**kw)
+
+
+# ---------------------------------------------------------------------- values
+@pytest.mark.parametrize("value, expected", [
+    (1024, 1024), ("10G", 10 * 1024 ** 3), ("512MiB", 512 * 1024 ** 2), ("1KB", 1000), ("2 TiB", 2 * 1024 ** 4),
+    ("7b", 7), ("3bytes", 3), ("1E", 1024 ** 6),
+])
+def test_sizes_as_libvirt_reads_them(value, expected):
+    assert storage.check_size(value, "capacity") == expected
+
+
+@pytest.mark.parametrize("value", ["10XB", "ten", "-1", "1.5G", True, None, [1], "10 G B"])
+def test_a_bad_size_names_the_field(value):
+    with pytest.raises(InvalidSpec) as err:
+        storage.check_size(value, "capacity")
+    assert str(err.value).startswith("capacity: ") and "\n" not in str(err.value)
+
+
+def test_xml_sizes_with_units_are_bytes():
+    vol = storage.parse_volume(xmlutil.parse("<volume><name>a</name><capacity unit='G'>5</capacity>"
+                                             "<allocation unit='KiB'>4</allocation><target/></volume>"))
+    assert vol["capacity"] == 5 * 1024 ** 3 and vol["allocation"] == 4096
+
+
+# ---------------------------------------------------------------------- pool spec
+@pytest.mark.parametrize("spec, field", [
+    ({"type": "nosuch"}, "type"),
+    ({"type": "dir", "source": {"name": "vg"}}, "source.name"),
+    ({"type": "logical", "source": {"bogus": 1}}, "source.bogus"),
+    ({"type": "rbd", "target": {"path": "/x"}}, "target"),
+    ({"type": "dir", "target": {"path": "relative"}}, "target.path"),
+    ({"type": "dir", "target": {"path": "/x", "permissions": {"mode": "999"}}}, "target.permissions.mode"),
+    ({"type": "iscsi", "source": {"auth": {"type": "kerberos", "username": "u", "secret": {"usage": "x"}}}},
+     "source.auth.type"),
+    ({"type": "netfs", "source": {"hosts": [{"name": "nfs1", "port": "eighty"}]}}, "source.hosts[0].port"),
+])
+def test_bad_pool_spec_names_the_field(spec, field):
+    with pytest.raises(InvalidSpec) as err:
+        storage.check_pool_spec(dict(spec, name="p"))
+    assert err.value.path == field
+
+
+def test_pool_spec_builds_schema_valid_xml_and_parses_back():
+    spec = storage.check_pool_spec({
+        "name": "nfs", "type": "netfs",
+        "source": {"hosts": ["nfs.example.com"], "dir": "/export/images", "format": "nfs"},
+        "target": {"path": "/mnt/images", "permissions": {"mode": 0o755, "owner": 0, "group": "0"}}})
+    built = storage.pool_config(spec)
+    assert xmlutil.validate(built, "storagepool")
+    assert built.find("source/host").get("name") == "nfs.example.com"
+    assert built.findtext("target/permissions/mode") == "0755"
+    assert storage.check_pool_spec(storage.parse_pool(xmlutil.parse(xmlutil.to_string(built)))) == spec
+
+
+def test_unmodelled_pool_xml_is_kept():
+    xml = ("<pool type='netfs'><name>n</name><source><host name='h'/><dir path='/e'/><format type='nfs'/>"
+           "<protocol ver='3'/></source><target><path>/mnt</path></target>"
+           "<fs:mount_opts xmlns:fs='http://libvirt.org/schemas/storagepool/fs/1.0'><fs:option name='sync'/>"
+           "</fs:mount_opts></pool>")
+    spec = storage.parse_pool(xmlutil.parse(xml))
+    assert "protocol" in spec["preserved"]
+    built = storage.pool_config(spec)
+    assert built.find("source/protocol").get("ver") == "3"
+    assert built.find("{http://libvirt.org/schemas/storagepool/fs/1.0}mount_opts") is not None
+
+
+# ---------------------------------------------------------------------- test:///default
+@pytest.fixture
+def state_dir(tmp_path, host):
+    yield tmp_path / "state"
+    # the test driver's state lives as long as the process: remove what the test made
+    for p in host.get_connection().listAllStoragePools(0):
+        if p.name().startswith(PREFIX):
+            if p.isActive():
+                for v in p.listAllVolumes(0):
+                    v.delete(0)
+                p.destroy()
+            p.undefine()
+
+
+def test_dir_pool_check_mode_predicts_then_converges(host, state_dir):
+    want = dict(name="hvl-ust-p1", spec={"type": "dir", "target": {"path": "/hvl-ust-p1"}}, state="active",
+                autostart=True)
+    predicted = _pool(host, state_dir, check=True, **want)
+    assert predicted["changed"] and predicted["actions"] == ["define", "build", "start", "autostart"]
+    assert not host.call("", lambda c: "hvl-ust-p1" in c.listStoragePools() + c.listDefinedStoragePools())
+    done = _pool(host, state_dir, **want)
+    assert done["actions"] == predicted["actions"] and done["state"] == "active" and done["autostart"] is True
+    assert done["capacity"] is not None
+    again = _pool(host, state_dir, **want)
+    assert not again["changed"] and again["differences"] == []
+    assert not _pool(host, state_dir, check=True, **want)["changed"]
+
+
+def test_pool_change_redefines_and_reports_the_field(host, state_dir):
+    _pool(host, state_dir, name="hvl-ust-p2", spec={"type": "dir", "target": {"path": "/a"}}, state="active")
+    res = _pool(host, state_dir, name="hvl-ust-p2", spec={"target": {"path": "/b"}})
+    assert res["actions"] == ["redefine"] and res["pending_restart"] is True
+    assert res["differences"] == [{"path": "target.path", "before": "/a", "after": "/b"}]
+    _pool(host, state_dir, name="hvl-ust-p2", state="inactive")
+    res = _pool(host, state_dir, name="hvl-ust-p2", spec={"target": {"path": "/c", "permissions": {"mode": "0750"}}})
+    assert res["actions"] == ["redefine"] and res["pending_restart"] is False
+    assert "<path>/c</path>" in res["after"] and "<mode>0750</mode>" in res["after"]
+
+
+def test_removing_a_pool_keeps_its_volumes_unless_asked(host, state_dir):
+    _pool(host, state_dir, name="hvl-ust-p3", spec={"type": "dir", "target": {"path": "/p3"}}, state="active")
+    _vol(host, state_dir, pool="hvl-ust-p3", name="keep.img", capacity="1M")
+    res = _pool(host, state_dir, name="hvl-ust-p3", state="absent")
+    assert res["actions"] == ["stop", "undefine"]
+    assert _pool(host, state_dir, name="hvl-ust-p3", state="absent")["changed"] is False
+
+
+def test_removing_a_pool_with_delete_storage_deletes_volumes_first(host, state_dir):
+    _pool(host, state_dir, name="hvl-ust-p4", spec={"type": "dir", "target": {"path": "/p4"}}, state="active")
+    _vol(host, state_dir, pool="hvl-ust-p4", name="a.img", capacity="1M")
+    check = _pool(host, state_dir, check=True, name="hvl-ust-p4", state="absent", delete_storage=True)
+    assert check["actions"] == ["delete-volume a.img", "stop", "delete-storage", "undefine"]
+    assert _pool(host, state_dir, name="hvl-ust-p4", state="absent", delete_storage=True)["actions"] == check["actions"]
+
+
+def test_pool_errors_name_the_field_and_change_nothing(host, state_dir):
+    for kw, field in ((dict(name="hvl-ust-bad", spec={"type": "foo"}), "type"),
+                      (dict(name="a/b", spec={"type": "dir"}), "name"),
+                      (dict(name="hvl-ust-bad",
+                            xml="<pool type='dir'><name>other</name><target><path>/x</path></target></pool>"), "xml"),
+                      (dict(name="hvl-ust-bad", xml="<pool type='dir'><name>hvl-ust-bad</name></pool>"), "xml")):
+        with pytest.raises(InvalidSpec) as err:
+            _pool(host, state_dir, **kw)
+        assert err.value.path == field
+    assert not [n for n in host.call("", lambda c: c.listDefinedStoragePools() + c.listStoragePools())
+                if n.startswith("hvl-ust-bad") or n == "a/b"]
+
+
+@pytest.fixture
+def pool(host, state_dir):
+    _pool(host, state_dir, name="hvl-ust-v", spec={"type": "dir", "target": {"path": "/hvl-ust-v"}}, state="active")
+    return "hvl-ust-v"
+
+
+def test_volume_create_check_mode_predicts_then_idempotent(host, state_dir, pool):
+    predicted = _vol(host, state_dir, check=True, pool=pool, name="d.img", capacity="64MiB")
+    assert predicted["actions"] == ["create"] and predicted["capacity"] == 64 * 1024 ** 2
+    assert predicted["format"] == "raw"
+    done = _vol(host, state_dir, pool=pool, name="d.img", capacity="64MiB")
+    assert done["actions"] == ["create"] and done["capacity"] == predicted["capacity"]
+    assert done["path"] == "/hvl-ust-v/d.img" and done["key"] and done["format"] == "raw"
+    assert _vol(host, state_dir, pool=pool, name="d.img", capacity=64 * 1024 ** 2)["changed"] is False
+    assert _vol(host, state_dir, check=True, pool=pool, name="d.img", capacity="64M")["changed"] is False
+
+
+def test_copy_on_write_over_a_backing_volume(host, state_dir, pool):
+    _vol(host, state_dir, pool=pool, name="base.img", capacity="32M")
+    res = _vol(host, state_dir, pool=pool, name="ov.qcow2", backing={"name": "base.img"}, capacity="1G")
+    assert res["format"] == "qcow2" and res["backing"] == {"path": "/hvl-ust-v/base.img", "format": "raw"}
+    assert res["capacity"] == 1024 ** 3
+    assert _vol(host, state_dir, pool=pool, name="ov.qcow2", backing={"name": "base.img"}, capacity="1G")["changed"] is False
+    with pytest.raises(InvalidSpec) as err:
+        _vol(host, state_dir, pool=pool, name="base.img", state="absent")
+    assert "backing store of /hvl-ust-v/ov.qcow2" in str(err.value)
+
+
+def test_volume_errors_name_the_field_and_create_nothing(host, state_dir, pool):
+    cases = ((dict(name="x", capacity="10XB"), "capacity"),
+             (dict(name="x", backing={"name": "missing.img"}), "backing.name"),
+             (dict(name="x", backing={"pool": "hvl-ust-none", "name": "a"}), "backing.pool"),
+             (dict(name="a/b", capacity="1M"), "name"),
+             (dict(name="x"), "capacity"),
+             (dict(name="x", capacity="1M", backing={"name": "a", "bogus": 1}), "backing.bogus"),
+             (dict(name="x", clone_from={"name": "missing"}), "clone_from.name"))
+    for kw, field in cases:
+        with pytest.raises(InvalidSpec) as err:
+            _vol(host, state_dir, pool=pool, **kw)
+        assert err.value.path == field, err.value
+        assert "\n" not in str(err.value)
+    assert host.call("", lambda c: c.storagePoolLookupByName(pool).listVolumes()) == []
+
+
+def test_shrinking_needs_allow_shrink(host, state_dir, pool):
+    _vol(host, state_dir, pool=pool, name="s.img", capacity="8M")
+    with pytest.raises(InvalidSpec) as err:
+        _vol(host, state_dir, pool=pool, name="s.img", capacity="4M")
+    assert err.value.path == "capacity"
+
+
+def test_volume_in_use_by_a_defined_domain_needs_force(host, state_dir, pool):
+    res = _vol(host, state_dir, pool=pool, name="disk.img", capacity="8M")
+    xml = ("<domain type='test'><name>hvl-ust-dom</name><memory>1024</memory><os><type>hvm</type></os><devices>"
+           "<disk type='file' device='disk'><source file='%s'/><target dev='vda'/></disk></devices></domain>"
+           % res["path"])
+    dom = host.call("", lambda c: c.defineXML(xml))
+    try:
+        with pytest.raises(InvalidSpec) as err:
+            _vol(host, state_dir, pool=pool, name="disk.img", state="absent")
+        assert err.value.path == "force" and "hvl-ust-dom" in str(err.value)
+        assert _vol(host, state_dir, pool=pool, name="disk.img", state="absent", force=True)["actions"] == ["delete"]
+    finally:
+        dom.undefine()
+
+
+# ---------------------------------------------------------------------- markers
+def test_markers_are_private_and_keyed(tmp_path):
+    m = storage.Markers(str(tmp_path), "uploads")
+    assert m.put(("h", "k"), {"sha256": "x"})
+    assert m.get(("h", "k"))["sha256"] == "x" and m.get(("h", "other")) is None
+    assert oct(os.stat(m.dir).st_mode & 0o777) == "0o700"
+    assert all(oct(os.stat(os.path.join(m.dir, f)).st_mode & 0o777) == "0o600" for f in os.listdir(m.dir))
+    m.drop(("h", "k"))
+    assert m.get(("h", "k")) is None
+
+
+# ---------------------------------------------------------------------- the real daemon
+def _system_reachable() -> bool:
+    if libvirt is None:
+        return False
+    try:
+        libvirt.open(SYSTEM_URI).close()
+    except libvirt.libvirtError:
+        return False
+    return True
+
+
+daemon = pytest.mark.skipif(not _system_reachable(), reason="qemu:///system is not reachable")
+
+
+@pytest.fixture
+def system(tmp_path):
+    h = Host(SYSTEM_URI)
+    yield h
+    conn = h.get_connection()
+    for p in conn.listAllStoragePools(0):
+        if p.name().startswith(PREFIX):
+            if p.isActive():
+                for v in p.listAllVolumes(0):
+                    v.delete(0)
+                p.destroy()
+            p.undefine()
+    for s in conn.listAllSecrets(0):
+        if (s.usageID() or "").startswith(PREFIX):
+            s.undefine()
+    h.close()
+
+
+def _sparse_qcow2(path: str, size: str = "256M") -> None:
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, size], check=True)
+    subprocess.run(["qemu-io", "-c", "write -P 0x5a 1M 2M", "-c", "write -P 0x11 100M 1M", path], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def _allocated(path: str) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+@daemon
+def test_upload_sparse_once_resize_download(system, tmp_path):
+    state = tmp_path / "state"
+    img = str(tmp_path / "base.qcow2")
+    _sparse_qcow2(img)
+    for n in ("a", "b"):
+        _pool(system, state, name=PREFIX + n, spec={"type": "dir", "target": {"path": str(tmp_path / n)}},
+              state="active")
+    up = _vol(system, state, pool=PREFIX + "a", name="base.qcow2", src=img)
+    assert up["actions"] == ["create", "upload %s" % img] and up["upload_recorded"] is True
+    assert up["format"] == "qcow2" and up["capacity"] == 256 * 1024 ** 2
+    # the same bytes, and holes stayed holes
+    subprocess.run(["cmp", img, up["path"]], check=True)
+    assert _allocated(up["path"]) <= _allocated(img) + 1024 * 1024
+    again = _vol(system, state, pool=PREFIX + "a", name="base.qcow2", src=img)
+    assert again["changed"] is False
+    # resize from the base image: grows, never shrinks by default
+    grown = _vol(system, state, pool=PREFIX + "a", name="base.qcow2", src=img, capacity="512M")
+    assert grown["actions"] == ["resize"] and grown["capacity"] == 512 * 1024 ** 2
+    assert subprocess.run(["qemu-img", "info", "--output=json", "-U", up["path"]], capture_output=True, text=True,
+                          check=True).stdout.count('"virtual-size": %d' % (512 * 1024 ** 2)) == 1
+    with pytest.raises(InvalidSpec):
+        _vol(system, state, pool=PREFIX + "a", name="base.qcow2", capacity="256M")
+    # a full clone into the other pool, then downloaded sparse
+    clone = _vol(system, state, pool=PREFIX + "b", name="clone.qcow2",
+                 clone_from={"pool": PREFIX + "a", "name": "base.qcow2"})
+    assert clone["actions"][0].startswith("clone ") and clone["format"] == "qcow2"
+    assert clone["capacity"] == 512 * 1024 ** 2 and clone["path"].startswith(str(tmp_path / "b"))
+    dest = str(tmp_path / "out.qcow2")
+    down = _vol(system, state, pool=PREFIX + "a", name="base.qcow2", dest=dest)
+    assert down["actions"] == ["download %s" % dest]
+    subprocess.run(["cmp", up["path"], dest], check=True)
+    assert _allocated(dest) <= _allocated(up["path"]) + 1024 * 1024
+    assert _vol(system, state, pool=PREFIX + "a", name="base.qcow2", dest=dest)["changed"] is False
+    # a changed source is uploaded again (into a fresh volume: no stale data in the new holes)
+    subprocess.run(["qemu-io", "-c", "write -P 0x77 50M 1M", img], check=True, stdout=subprocess.DEVNULL)
+    predicted = _vol(system, state, check=True, pool=PREFIX + "a", name="base.qcow2", src=img)
+    assert predicted["actions"] == ["delete (re-upload)", "create", "upload %s" % img]
+    re = _vol(system, state, pool=PREFIX + "a", name="base.qcow2", src=img)
+    assert re["actions"] == predicted["actions"]
+    with open(img, "rb") as a, open(re["path"], "rb") as b:
+        assert hashlib.sha256(a.read()).digest() == hashlib.sha256(b.read()).digest()
+
+
+@daemon
+def test_secret_value_compared_without_reading_a_private_value(system, tmp_path):
+    state = tmp_path / "state"
+    usage = {"type": "ceph", "name": PREFIX + "client.admin"}
+
+    def mgr(check=False):
+        return storage.SecretManager(system, check, str(state))
+    first = mgr(True).ensure(usage=usage, private=True, value="s3cr3t-one")
+    assert first["actions"] == ["define", "set-value"]
+    made = mgr().ensure(usage=usage, private=True, value="s3cr3t-one")
+    assert made["actions"] == first["actions"] and made["uuid"]
+    assert "s3cr3t-one" not in repr(made)
+    assert mgr().ensure(usage=usage, private=True, value="s3cr3t-one")["changed"] is False
+    changed = mgr().ensure(usage=usage, value="s3cr3t-two")
+    assert changed["actions"] == ["set-value"]
+    assert changed["differences"] == [{"path": "value", "before": "********", "after": "********"}]
+    assert mgr().ensure(usage=usage, value="s3cr3t-three", update_value="on_create")["changed"] is False
+    with pytest.raises(InvalidSpec) as err:
+        mgr().ensure(usage=usage, private=False)
+    assert err.value.path == "private"
+    # a readable secret is compared with libvirt's copy of the value
+    readable = {"type": "iscsi", "target": PREFIX + "iqn.2026-01.test:t1"}
+    assert mgr().ensure(usage=readable, value="chap")["actions"] == ["define", "set-value"]
+    assert mgr().ensure(usage=readable, value="chap")["changed"] is False
+    assert mgr().ensure(usage=readable, value="Y2hhcA==", value_encoding="base64")["changed"] is False
+    gone = mgr().ensure(usage=readable, state="absent")
+    assert gone["actions"] == ["undefine"] and gone["xml"] is None if "xml" in gone else True
+    with pytest.raises(InvalidSpec) as err:
+        mgr().ensure(usage={"type": "ceph", "target": "x"})
+    assert err.value.path == "usage.target"
+
+
+def test_model_spec_differences_ignores_what_is_not_asked():
+    assert model.spec_differences({"a": None, "b": {"c": 1}}, {"a": 5, "b": {"c": 1, "d": 2}}) == []
+    assert model.spec_differences({"b": {"c": 2}}, {"b": {"c": 1}}) == [("b.c", 1, 2)]
