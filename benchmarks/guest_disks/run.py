@@ -162,6 +162,10 @@ def empty(conn: Any, kind: str) -> None:
         vol.delete(0)
 
 
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--guests", type=int, default=20)
@@ -192,17 +196,16 @@ def main() -> int:
     finally:
         cleanup(conn)
         conn.close()
-    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     summary = {"guests": opts.guests, "rounds": opts.rounds, "rows": [
-        {"method": LABELS[k], "first_s": med(v["first"]), "second_s": med(v["second"]),
+        {"method": LABELS[k], "first_s": median(v["first"]), "second_s": median(v["second"]),
          "changed": v["changed"][0]} for k, v in rows.items()]}
     with open(os.path.join(outdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     lines = ["| method | first run | changed | second run | changed |", "|---|---|---|---|---|"]
     for row in summary["rows"]:
-        lines.append("| %s | %.2f s | %s/%d | %.2f s | %s/%d |" % (row["method"], row["first_s"], row["changed"][0],
-                                                               opts.guests, row["second_s"], row["changed"][1],
-                                                               opts.guests))
+        lines.append("| %s | %.2f s | %s/%d | %.2f s | %s/%d |" % (
+            row["method"], row["first_s"], row["changed"][0], opts.guests, row["second_s"], row["changed"][1],
+            opts.guests))
     with open(os.path.join(outdir, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
