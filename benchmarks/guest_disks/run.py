@@ -64,7 +64,7 @@ def setup(conn: Any) -> str:
     os.makedirs(WORK, exist_ok=True)
     for name in [BASE_POOL] + list(POOLS.values()):
         pool = conn.storagePoolDefineXML(pool_xml(name), 0)
-        pool.build(libvirt.VIR_STORAGE_POOL_BUILD_NO_OVERWRITE)
+        pool.build(0)
         pool.create(0)
     base = conn.storagePoolLookupByName(BASE_POOL).createXML(
         "<volume><name>%s</name><capacity unit='GiB'>1</capacity><target><format type='qcow2'/></target></volume>"
