@@ -115,9 +115,9 @@ def playbook(kind: str, n: int, base_path: str) -> list[dict[str, Any]]:
     if kind != "role":
         tasks.append({"name": "count changes", "ansible.builtin.debug": {
             "msg": "HVL-CHANGED {{ out.results | select('changed') | list | length }}"}})
-    else:
+    else:  # the role's register holds the last guest's disks only: report that guest (1 disk)
         tasks.append({"name": "count changes", "ansible.builtin.debug": {
-            "msg": "HVL-CHANGED {{ __guest_disk_create.results | default([]) | select('changed') | list | length }}"}})
+            "msg": "HVL-CHANGED {{ __guest_disk_create.results | default([]) | select('changed') | list | length }} (last guest)"}})
     return [{"name": "guest_disks benchmark: %s" % kind, "hosts": "localhost", "gather_facts": False, "tasks": tasks}]
 
 
