@@ -801,6 +801,9 @@ class VolumeManager(_Manager):
                 out["format"] = back["format"]
             else:
                 out["format"] = self._format_of_path(out["path"])
+            capacity = self._capacity_of_path(out["path"], out["format"])
+            if capacity is not None:
+                out["capacity"] = capacity
             return out
         bpool = self._pool(back.get("pool") or pool_name, "backing.pool")
         bname = back["name"]
@@ -811,6 +814,23 @@ class VolumeManager(_Manager):
         out = {"path": bspec["path"], "format": back["format"] if back.get("format") is not None else bspec.get("format", "raw"),
                "capacity": bspec.get("capacity")}
         return out
+
+    def _capacity_of_path(self, path: str, fmt: str) -> int | None:
+        """The virtual size of the image at ``path``: libvirt's, where a pool holds it; else, where the
+        URI names this machine, the image's own (a qcow2 header, or a raw file's length); None otherwise."""
+        try:
+            vol = self.host.call("looking up volume %s" % path, lambda c: c.storageVolLookupByPath(path))
+            return int(self.host.call("reading volume %s" % path, lambda c: vol.info())[1])
+        except (NotFound, OperationFailed):
+            pass
+        if not self.host.is_local():
+            return None
+        try:
+            if fmt == "qcow2":
+                return qcow2_virtual_size(path)
+            return os.stat(path).st_size if fmt == "raw" else None
+        except OSError:
+            return None
 
     def _format_of_path(self, path: str) -> str:
         """The format of any volume libvirt knows at ``path``; raw when none."""

@@ -63,7 +63,9 @@ options:
       - Create the volume as a copy-on-write overlay over a backing volume - C(pool) and C(name) of a
         volume, or C(path) of any image the hypervisor can open; C(format) is the backing image's format
         (read from the backing volume when omitted).
-      - The capacity defaults to the backing volume's; a larger O(capacity) makes a larger overlay.
+      - The capacity defaults to the backing image's - a volume's as libvirt reports it, or, for a C(path) that
+        no pool holds, the image's own (qcow2 header, raw file length) where the URI names this machine; a larger
+        O(capacity) makes a larger overlay. Over a remote URI, an image outside any pool needs O(capacity).
     type: dict
   clone_from:
     description:

@@ -370,3 +370,22 @@ def test_secret_value_compared_without_reading_a_private_value(system, tmp_path)
 def test_model_spec_differences_ignores_what_is_not_asked():
     assert model.spec_differences({"a": None, "b": {"c": 1}}, {"a": 5, "b": {"c": 1, "d": 2}}) == []
     assert model.spec_differences({"b": {"c": 2}}, {"b": {"c": 1}}) == [("b.c", 1, 2)]
+
+
+@daemon
+def test_an_overlay_over_an_image_outside_any_pool_takes_the_images_size(system, tmp_path):
+    """A base given by path that no pool holds: on a local URI its size comes from the image itself."""
+    state = tmp_path / "state"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    base = str(outside / "base.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", base, "96M"], check=True)
+    _pool(system, state, name=PREFIX + "ov", spec={"type": "dir", "target": {"path": str(tmp_path / "ov")}},
+          state="active")
+    made = _vol(system, state, pool=PREFIX + "ov", name="disk.qcow2", backing={"path": base, "format": "qcow2"})
+    assert made["changed"] is True and made["capacity"] == 96 * 1024 ** 2
+    assert made["backing"]["path"] == base
+    with pytest.raises(InvalidSpec) as err:
+        _vol(system, state, pool=PREFIX + "ov", name="small.qcow2", capacity="64M",
+             backing={"path": base, "format": "qcow2"})
+    assert err.value.path == "capacity"
