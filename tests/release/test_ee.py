@@ -19,9 +19,11 @@ EE_FILE = os.path.join(ROOT, "tests", "release", "ee", "execution-environment.ym
 # What the modules import, and nothing else: no controller, no test tools.
 RUNTIME_PYTHON = {"libvirt-python", "lxml"}
 # The system packages an EE gets (bindep's default profile), per platform: the client library and bindings.
+# The client library and its bindings, and xorriso: an execution environment is where the play runs,
+# and the guest role makes its cloud-init seed ISOs there (then uploads them through the libvirt URI).
 RUNTIME_SYSTEM = {
-    "platform:dpkg": {"python3-libvirt", "python3-lxml", "libvirt0"},
-    "platform:rpm": {"python3-libvirt", "python3-lxml", "libvirt-libs"},
+    "platform:dpkg": {"python3-libvirt", "python3-lxml", "libvirt0", "xorriso"},
+    "platform:rpm": {"python3-libvirt", "python3-lxml", "libvirt-libs", "xorriso"},
 }
 NEVER_IN_EE = re.compile(r"^(libvirt-daemon.*|qemu.*|dnsmasq.*|ebtables|iptables|genisoimage|busybox-static)$")
 
