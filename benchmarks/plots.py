@@ -153,6 +153,33 @@ def plot_storage(summary: dict[str, Any], path: str) -> str:
     return path
 
 
+def plot_guest_disks(summary: dict[str, Any], path: str) -> str:
+    """Wall time of N guests' copy-on-write disks, first run and identical re-run, per method."""
+    plt = _pyplot()
+    rows = summary["rows"]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    ys = range(len(rows))
+    colours = [PEER_COLOUR if "community" in r["method"] else OURS_COLOUR for r in rows]
+    ax.barh([y - 0.2 for y in ys], [r["first_s"] for r in rows], height=0.4, color=colours, label="first run")
+    ax.barh([y + 0.2 for y in ys], [r["second_s"] for r in rows], height=0.4, color=colours, alpha=0.5,
+            label="second run (identical)")
+    for y, row in zip(ys, rows):
+        ax.annotate("%.1f s" % row["first_s"], (row["first_s"], y - 0.2), textcoords="offset points",
+                    xytext=(4, -3), fontsize=8)
+        ax.annotate("%.1f s" % row["second_s"], (row["second_s"], y + 0.2), textcoords="offset points",
+                    xytext=(4, -3), fontsize=8)
+    ax.set_yticks(list(ys), [r["method"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("wall time of one ansible-playbook run, median of %d rounds (s)" % summary["rounds"])
+    ax.set_title("%d guests' copy-on-write disks over one base volume" % summary["guests"], fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--recorded", action="store_true", help="draw from benchmarks/recorded/ (the figures the docs show)")

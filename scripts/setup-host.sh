@@ -23,6 +23,8 @@ PACKAGES=(
   libvirt-dev pkg-config gcc python3-dev python3-venv ca-certificates
   # the tests: the bootable test guest, its client namespace, process tools
   busybox-static iproute2 curl cpio xz-utils git rsync procps
+  openssh-server  # the remote-URI test: an sshd on loopback for qemu+ssh://
+  xorriso  # the guest role makes cloud-init seed ISOs where the play runs
   chromium  # the release checks render the docs site in headless Chromium
 )
 URI=qemu:///system
