@@ -245,8 +245,21 @@ inside_env() {  # the environment a root user's login shell would have, plus pip
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${PIP_ENV[@]}"
 }
 
+# What a failed step leaves to read: who QEMU runs as, the modes on the way to the guests' files,
+# libvirt's QEMU settings and the end of the newest domains' logs.
+DIAGNOSE='diagnose() {
+  echo "=== fresh-check diagnostics"
+  id libvirt-qemu 2>&1 || true
+  getent group kvm libvirt libvirt-qemu || true
+  grep -h "^[a-z_]* *=" /etc/libvirt/qemu.conf 2>/dev/null || true
+  ls -ld /var/lib/libvirt /var/lib/libvirt/images /var/lib/libvirt/images/* /var/lib/libvirt/boot/* 2>&1 || true
+  for f in $(ls -t /var/log/libvirt/qemu/*.log 2>/dev/null | head -n 3); do echo "--- $f"; tail -n 15 "$f"; done
+  return 0
+}
+trap '"'"'rc=$?; [ "$rc" -eq 0 ] || diagnose; exit "$rc"'"'"' EXIT
+'
 # The README's prerequisite (make is not in a minimal Debian), then the README's commands.
-STEPS_SYSV='set -euo pipefail
+STEPS_SYSV=$DIAGNOSE'set -euo pipefail
 apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq make >/dev/null
 step() { local s=$SECONDS; echo "=== fresh-check step: $*"; "$@"; echo "=== fresh-check step passed in $((SECONDS - s)) s: $*"; }
 cd '"$INSIDE"'
@@ -254,7 +267,7 @@ step make demo
 step make demo
 step make unit
 step make integration TARGETS="domain firewall_traffic"'
-STEPS_SYSTEMD='set -euo pipefail
+STEPS_SYSTEMD=$DIAGNOSE'set -euo pipefail
 apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq make >/dev/null
 step() { local s=$SECONDS; echo "=== fresh-check step: $*"; "$@"; echo "=== fresh-check step passed in $((SECONDS - s)) s: $*"; }
 cd '"$INSIDE"'
