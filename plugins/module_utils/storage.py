@@ -559,13 +559,41 @@ def domain_disk_users(host: Any) -> dict[str, list[str]]:
                 parent = src.getparent()
                 if parent is None or parent.tag not in ("disk", "backingStore"):
                     continue
-                found = [src.get(a) for a in ("file", "dev", "dir") if src.get(a)]
-                if src.get("pool") and src.get("volume"):
-                    found.append("%s/%s" % (src.get("pool"), src.get("volume")))
-                for path in found:
+                for path in _source_names(src):
                     if names[uuid] not in users.setdefault(path, []):
                         users[path].append(names[uuid])
     return users
+
+
+def _source_names(src: Any) -> list[str]:
+    """What a disk's ``<source>`` names: its file, device or directory, and ``pool/volume``."""
+    found = [src.get(a) for a in ("file", "dev", "dir") if src.get(a)]
+    if src.get("pool") and src.get("volume"):
+        found.append("%s/%s" % (src.get("pool"), src.get("volume")))
+    return found
+
+
+def running_disk_holders(host: Any, names: set[str]) -> tuple[list[tuple[Any, str, str]], list[str]]:
+    """Who holds one of ``names`` (a path or ``pool/volume``) open right now, from the live XML of the
+    running domains: ``(domain, its name, the disk's target)`` for each disk whose image it is, and the
+    names of the domains that have it deeper in a disk's backing chain."""
+    def listing(conn: Any) -> list[Any]:
+        return conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+    domains = host.call("listing running domains", listing)
+    by_uuid = {d.UUIDString(): d for d in domains}
+    top: list[tuple[Any, str, str]] = []
+    deeper: list[str] = []
+    for uuid, text in host.xml_descs(domains, 0).items():
+        if not text:
+            continue
+        dom = by_uuid[uuid]
+        for disk in etree.fromstring(text.encode("utf-8")).iter("disk"):
+            src, target = disk.find("source"), disk.find("target")
+            if src is not None and names & set(_source_names(src)) and target is not None:
+                top.append((dom, dom.name(), target.get("dev")))
+            elif any(names & set(_source_names(b)) for b in disk.iterfind(".//backingStore/source")):
+                deeper.append(dom.name())
+    return top, deeper
 
 
 # ---------------------------------------------------------------------- managers
@@ -878,10 +906,7 @@ class VolumeManager(_Manager):
             if size < have["capacity"] and not allow_shrink:
                 raise InvalidSpec("capacity", "%d bytes is less than the volume's %d; shrinking loses data, "
                                   "set allow_shrink=true to shrink" % (size, have["capacity"]))
-            self._differ({"capacity": size}, have)
-            flags = libvirt.VIR_STORAGE_VOL_RESIZE_SHRINK if size < have["capacity"] else 0
-            self.plan.act("resize", lambda: self.host.call(
-                "resizing volume '%s'" % name, lambda _c: vol.resize(size, flags)))
+            self._resize(vol, pool, name, have, size, res)
             have = dict(have, capacity=size)
         if dest is not None:
             self._download(vol, have, dest, res)
@@ -890,6 +915,34 @@ class VolumeManager(_Manager):
         else:
             after, have = self._spec(vol)
         return self._result(pool, name, have, before, after, res)
+
+    def _resize(self, vol: Any, pool: str, name: str, have: dict[str, Any], size: int, res: dict[str, Any]) -> None:
+        """Grow (or, allowed, shrink) the volume. A running domain holds its image open, so the volume API
+        cannot resize it then: a grow goes through that domain (a block resize QEMU makes, which the guest
+        sees at once) and a shrink is refused."""
+        self._differ({"capacity": size}, have)
+        names = {n for n in (have.get("path"), "%s/%s" % (pool, name)) if n}
+        holders, deeper = running_disk_holders(self.host, names)
+        if deeper:
+            raise InvalidSpec("capacity", "%s is in the backing chain of a disk of running domain %s; a backing "
+                              "image cannot be resized under it" % (have.get("path") or name, ", ".join(deeper)))
+        if not holders:
+            flags = libvirt.VIR_STORAGE_VOL_RESIZE_SHRINK if size < have["capacity"] else 0
+            self.plan.act("resize", lambda: self.host.call(
+                "resizing volume '%s'" % name, lambda _c: vol.resize(size, flags)))
+            return
+        who = ", ".join("%s (%s)" % (n, t) for _d, n, t in holders)
+        if size < have["capacity"]:
+            raise InvalidSpec("capacity", "%s is a disk of running domain %s; a running disk is not shrunk, shut "
+                              "the domain off first" % (have.get("path") or name, who))
+        if len(holders) > 1:
+            raise InvalidSpec("capacity", "%s is a disk of more than one running domain (%s); it is not resized "
+                              "under them" % (have.get("path") or name, who))
+        dom, dname, target = holders[0]
+        res["resized_through"] = {"domain": dname, "target": target}
+        self.plan.act("resize", lambda: self.host.call(
+            "resizing disk %s of domain '%s'" % (target, dname),
+            lambda _c: dom.blockResize(target, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)))
 
     def _result(self, pool: str, name: str, have: dict[str, Any] | None, before: str | None, after: str | None,
                 extra: dict[str, Any]) -> dict[str, Any]:

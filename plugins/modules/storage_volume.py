@@ -44,6 +44,10 @@ options:
       - Required to create a volume unless O(backing), O(clone_from) or O(src) gives it. A larger
         value than the current capacity grows the volume (C(virStorageVolResize)); a smaller one is
         an error unless O(allow_shrink=true).
+      - A volume that is the disk of a running domain is grown through that domain (C(virDomainBlockResize)):
+        QEMU holds the image open, and the guest sees the new size at once. Such a disk is never shrunk, and
+        a volume in the backing chain of a running domain's disk is not resized (both are errors naming
+        O(capacity)).
     type: raw
   allocation:
     description: Space to allocate up front at creation, in the units of O(capacity) (V(0) - sparse). Not changed afterwards.
@@ -207,6 +211,11 @@ differences:
   returned: always
   type: list
   elements: dict
+resized_through:
+  description: When the volume was grown as the disk of a running domain - that domain's C(domain) name and the disk's C(target).
+  returned: when a running domain's disk was grown
+  type: dict
+  sample: {domain: web1, target: vda}
 upload_recorded:
   description: With O(src), whether the upload is recorded so that an unchanged source is not uploaded again.
   returned: when O(src) is given

@@ -238,6 +238,42 @@ def test_volume_in_use_by_a_defined_domain_needs_force(host, state_dir, pool):
         dom.undefine()
 
 
+def _running(host, disk_xml):
+    xml = ("<domain type='test'><name>hvl-ust-run</name><memory>1024</memory><os><type>hvm</type></os>"
+           "<devices>%s</devices></domain>" % disk_xml)
+    return host.call("", lambda c: c.createXML(xml, 0))
+
+
+def test_a_running_domains_disk_grows_through_the_domain_and_never_shrinks(host, state_dir, pool):
+    res = _vol(host, state_dir, pool=pool, name="live.img", capacity="8M")
+    dom = _running(host, "<disk type='file' device='disk'><source file='%s'/><target dev='vdb'/></disk>" % res["path"])
+    try:
+        grow = _vol(host, state_dir, check=True, pool=pool, name="live.img", capacity="16M")
+        assert grow["actions"] == ["resize"] and grow["capacity"] == 16 * 1024 ** 2
+        assert grow["resized_through"] == {"domain": "hvl-ust-run", "target": "vdb"}
+        with pytest.raises(InvalidSpec) as err:
+            _vol(host, state_dir, pool=pool, name="live.img", capacity="4M", allow_shrink=True)
+        assert err.value.path == "capacity" and "running domain hvl-ust-run (vdb)" in str(err.value)
+        assert _vol(host, state_dir, check=True, pool=pool, name="live.img")["capacity"] == 8 * 1024 ** 2
+    finally:
+        dom.destroy()
+    # shut off, the volume API resizes it again
+    assert "resized_through" not in _vol(host, state_dir, check=True, pool=pool, name="live.img", capacity="16M")
+
+
+def test_a_backing_image_under_a_running_disk_is_not_resized(host, state_dir, pool):
+    base = _vol(host, state_dir, pool=pool, name="base.img", capacity="8M")
+    dom = _running(host, "<disk type='file' device='disk'><source file='/tmp/hvl-ust-overlay.qcow2'/>"
+                         "<backingStore type='file'><format type='raw'/><source file='%s'/><backingStore/>"
+                         "</backingStore><target dev='vda'/></disk>" % base["path"])
+    try:
+        with pytest.raises(InvalidSpec) as err:
+            _vol(host, state_dir, pool=pool, name="base.img", capacity="16M")
+        assert err.value.path == "capacity" and "backing chain" in str(err.value)
+    finally:
+        dom.destroy()
+
+
 # ---------------------------------------------------------------------- markers
 def test_markers_are_private_and_keyed(tmp_path):
     m = storage.Markers(str(tmp_path), "uploads")
