@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Inventory and domain_info vs community.libvirt, at 10/200/1000 domains on qemu:///system.
 
-    .venv/bin/python benchmarks/inventory/run.py [--sizes 10,200,1000] [--rounds 5] [--info-size 200]
+    .venv/bin/python benchmarks/inventory/run.py [--sizes 10,200,1000] [--rounds 5] [--info-size 200] [--ssh]
 
 For each size, tiny ``type='qemu'`` domains ``hvl-bench-inv-NNNN`` are defined (never started; all
 undefined at the end, also on failure). Part 1 times ``ansible-inventory --list`` with
@@ -14,11 +14,16 @@ as host_facts/run.py does. Part 2, at ``--info-size`` domains: one ``domain_info
 domains vs community.libvirt's ``virt`` - ``command=info`` once plus ``command=get_xml`` looped over
 the benchmark domains - as one playbook each, wall time. community.libvirt comes from
 benchmarks/.venv-peer (host_facts/run.py creates it).
+
+With ``--ssh`` both inventory plugins read the same daemon through ``qemu+ssh://root@127.0.0.1:PORT/system``
+(a loopback sshd with keys made for the run, stopped afterwards), as an inventory of remote hypervisors
+does; the domains are still defined over qemu:///system. Part 2 is then left out.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -28,11 +33,12 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import COLLECTIONS, RESULTS, ROOT, VENV_BIN, ensure_collection, log  # noqa: E402
+from benchlib import COLLECTIONS, RESULTS, ROOT, VENV_BIN, ensure_collection, log, loopback_sshd  # noqa: E402
 from plots import plot_inventory  # noqa: E402
 
 import libvirt  # noqa: E402
@@ -112,7 +118,17 @@ def main() -> int:
     ap.add_argument("--sizes", default="10,200,1000")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--info-size", type=int, default=200)
+    ap.add_argument("--ssh", action="store_true", help="the plugins read through a loopback qemu+ssh:// URI")
     opts = ap.parse_args()
+    with contextlib.ExitStack() as stack:
+        uri = URI
+        if opts.ssh:
+            uri = stack.enter_context(loopback_sshd(stack.enter_context(tempfile.TemporaryDirectory())))
+            opts.info_size = 0
+        return run(opts, uri)
+
+
+def run(opts: argparse.Namespace, plugin_uri: str) -> int:
     sizes = sorted(int(s) for s in opts.sizes.split(","))
     ensure_collection()
     hf.ensure_peer_venv()
@@ -123,9 +139,9 @@ def main() -> int:
     with open(sources["floor"], "w") as f:
         f.write("all: {}\n")
     with open(sources["ours"], "w") as f:
-        f.write("plugin: hypervisor.libvirt.libvirt\nuris: [%s]\n" % URI)
+        f.write("plugin: hypervisor.libvirt.libvirt\nuris: [%s]\n" % json.dumps(plugin_uri))
     with open(sources["peer"], "w") as f:
-        f.write("plugin: community.libvirt.libvirt\nuri: %s\n" % URI)
+        f.write("plugin: community.libvirt.libvirt\nuri: %s\n" % json.dumps(plugin_uri))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     libvirt.registerErrorHandler(lambda *_: None, None)
     conn = libvirt.open(URI)
@@ -187,13 +203,15 @@ def main() -> int:
         lines.append("domain_info for all domains at %d: %.1f s; community.libvirt virt info + get_xml loop: %.1f s"
                      % (info["size"], info["ours_s"], info["peer_s"]))
     md = "\n".join(lines)
-    summary = {"rows": rows, "info": info, "peer": hf.peer_version()}
+    summary = {"rows": rows, "info": info, "peer": hf.peer_version(),
+               "transport": "qemu+ssh (loopback sshd)" if plugin_uri != URI else URI}
     with open(os.path.join(outdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     with open(os.path.join(outdir, "table.md"), "w") as f:
         f.write(md + "\n")
     if rows:
         plot_inventory(summary, os.path.join(outdir, "inventory.png"))
+    print("plugins read %s" % summary["transport"])
     print(md)
     print("raw results: %s" % outdir)
     return 0
