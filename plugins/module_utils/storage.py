@@ -488,11 +488,29 @@ def _in_data(fd: int) -> tuple[bool, int]:
     return True, hole - cur
 
 
+def _through_stream(conn: Any, fd: int, transfer: Callable[[Any], None]) -> None:
+    """Run ``transfer`` over a new libvirt stream, then finish it; on any failure the stream is aborted.
+    ``fd`` is closed either way."""
+    try:
+        stream = conn.newStream(0)
+        try:
+            transfer(stream)
+            stream.finish()
+        except BaseException:
+            try:
+                stream.abort()
+            except Exception:  # pylint: disable=broad-except
+                pass
+            raise
+    finally:
+        os.close(fd)
+
+
 def upload_file(conn: Any, vol: Any, src: str, sparse: bool) -> None:
     """Send ``src`` into ``vol`` through a libvirt stream; holes are skipped when ``sparse``."""
-    stream = conn.newStream(0)
     fd = os.open(src, os.O_RDONLY)
-    try:
+
+    def transfer(stream: Any) -> None:
         if sparse:
             vol.upload(stream, 0, 0, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
             stream.sparseSendAll(lambda _s, n, f: os.read(f, n),
@@ -502,22 +520,14 @@ def upload_file(conn: Any, vol: Any, src: str, sparse: bool) -> None:
         else:
             vol.upload(stream, 0, 0, 0)
             stream.sendAll(lambda _s, n, f: os.read(f, n), fd)
-        stream.finish()
-    except BaseException:
-        try:
-            stream.abort()
-        except Exception:  # pylint: disable=broad-except
-            pass
-        raise
-    finally:
-        os.close(fd)
+    _through_stream(conn, fd, transfer)
 
 
 def download_file(conn: Any, vol: Any, dest: str, sparse: bool) -> None:
     """Receive ``vol`` into the new file ``dest``; holes stay holes when ``sparse``."""
-    stream = conn.newStream(0)
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
+
+    def transfer(stream: Any) -> None:
         if sparse:
             vol.download(stream, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
             stream.sparseRecvAll(lambda _s, data, f: os.write(f, data),
@@ -527,15 +537,7 @@ def download_file(conn: Any, vol: Any, dest: str, sparse: bool) -> None:
         else:
             vol.download(stream, 0, 0, 0)
             stream.recvAll(lambda _s, data, f: os.write(f, data), fd)
-        stream.finish()
-    except BaseException:
-        try:
-            stream.abort()
-        except Exception:  # pylint: disable=broad-except
-            pass
-        raise
-    finally:
-        os.close(fd)
+    _through_stream(conn, fd, transfer)
 
 
 # ---------------------------------------------------------------------- who uses a path
