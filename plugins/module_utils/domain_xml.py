@@ -26,8 +26,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model im
     put,
 )
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import SPEC, validate_spec
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import difference
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import Dict, Either, List, Map, scaled_kib
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import differences as schema_differences, scaled_kib
 
 
 _el = _xmlutil.element
@@ -300,13 +299,10 @@ def _preserved(dom: Any, spec: dict) -> str | None:
 def spec_differences(desired: dict, current: dict) -> list[dict]:
     """Differences between a normalised desired spec and a parsed current one, over desired's keys only.
 
-    Dicts compare only the keys desired names (an interface without ``mac``
-    matches any MAC), except maps whose keys the user chooses (the schema's
-    ``Map``: ``features``, ``cpu.features``, ``metadata``, ``vcpupin``, filter
-    ``parameters``): those are one value, so a feature dropped from the spec is a difference. Lists
-    of dicts compare element by element by position, and a missing or extra
-    element is a difference; other values compare whole. An empty list means
-    nothing to change.
+    By the guest spec's schema through ``schema.differences`` (the one spec comparison): dicts over the keys
+    desired names (an interface without ``mac`` matches any MAC), maps whose keys the user chooses
+    (``features``, ``cpu.features``, ``metadata``, ``vcpupin``, filter ``parameters``) as one value, lists of
+    dicts item by item by identity, then position. An empty list means nothing to change.
     """
     consoles = desired.get("consoles")
     if consoles is not None and current.get("serials") and \
@@ -315,69 +311,5 @@ def spec_differences(desired: dict, current: dict) -> list[dict]:
         # consoles (virtio) without serial ones does not ask that mirror away
         current = dict(current, consoles=[c for c in current.get("consoles", [])
                                           if c.get("target_type", "serial") != "serial"])
-    diffs: list[dict] = []
     # what the spec does not model is carried over from libvirt's definition on a redefine, not compared
-    _diff({k: v for k, v in desired.items() if k != "preserved"}, current, "", diffs, SPEC)
-    return diffs
-
-
-def _choice(field: Any, value: Any) -> Any:
-    """The schema node that describes ``value``: the matching form of an ``Either``, else the node."""
-    if isinstance(field, Either):
-        for choice in field.choices:
-            if isinstance(choice, (Dict, Map)) == isinstance(value, dict) and \
-                    isinstance(choice, List) == isinstance(value, list):
-                return choice
-        return None
-    return field
-
-
-def _pairs(want: list, have: list, key: str | None) -> list[tuple[int | None, int | None]]:
-    """(index in want, index in have) of the items to compare: first those of the same identity (``key``),
-    the rest by position among the unpaired; None where one side has no item."""
-    pairs: list[tuple[int | None, int | None]] = []
-    free = list(range(len(have)))
-    unpaired = []
-    for i, w in enumerate(want):
-        ident = w.get(key) if key and isinstance(w, dict) else None
-        j = next((j for j in free if ident is not None and isinstance(have[j], dict) and have[j].get(key) == ident),
-                 None)
-        if j is None:
-            unpaired.append(i)
-        else:
-            free.remove(j)
-            pairs.append((i, j))
-    for i in unpaired:
-        pairs.append((i, free.pop(0) if free else None))
-    pairs.extend((None, j) for j in free)
-    return sorted(pairs, key=lambda p: (p[0] is None, p[0] if p[0] is not None else p[1]))
-
-
-def _diff(want: Any, have: Any, path: str, out: list[dict], field: Any = None) -> None:
-    """Compare by the schema's value types: a Dict key by key (desired's keys only), a List of dicts item by
-    item, a Map (user-chosen keys: features, metadata, vcpupin) and every other value as one value.
-    Where the schema says nothing (a source whose form depends on the type), dicts and lists are walked."""
-    field = _choice(field, want)
-    if isinstance(field, Map):
-        if want != have:
-            out.append(difference(path, have, want))
-    elif isinstance(want, dict) and isinstance(have, dict):
-        fields = field.fields if isinstance(field, Dict) else {}
-        for key, value in want.items():
-            sub = "%s.%s" % (path, key) if path else str(key)
-            if key not in have:
-                out.append(difference(sub, None, value))
-            else:
-                _diff(value, have[key], sub, out, fields.get(key))
-    elif isinstance(want, list) and isinstance(have, list) and \
-            any(isinstance(v, dict) for v in want + have):
-        item = field.item if isinstance(field, List) else None
-        for i, j in _pairs(want, have, field.key if isinstance(field, List) else None):
-            if i is None:
-                out.append(difference("%s[%d]" % (path, j), have[j], None))
-            elif j is None:
-                out.append(difference("%s[%d]" % (path, i), None, want[i]))
-            else:
-                _diff(want[i], have[j], "%s[%d]" % (path, i), out, item)
-    elif want != have:
-        out.append(difference(path, have, want))
+    return schema_differences({k: v for k, v in desired.items() if k != "preserved"}, current, SPEC)

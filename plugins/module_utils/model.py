@@ -156,21 +156,6 @@ def scaled_bytes(value: Any, unit: str | None = None) -> int | None:
     return None if scale is None else number * scale
 
 
-def spec_differences(want: Any, have: Any, path: str = "") -> list[tuple[str, Any, Any]]:
-    """(path, have, want) for every value ``want`` sets that ``have`` does not hold; keys ``want``
-    leaves out (None) are not compared, dicts are compared key by key, lists as a whole."""
-    if isinstance(want, dict) and isinstance(have, dict):
-        out = []
-        for key in sorted(want):
-            if want[key] is None:
-                continue
-            out.extend(spec_differences(want[key], have.get(key), "%s.%s" % (path, key) if path else key))
-        return out
-    if want is None or same(want, have):
-        return []
-    return [(path, have, want)]
-
-
 # ---------------------------------------------------------------------- identity within a list
 def _attr_of(path: str, attr: str) -> Callable[[Any], Any]:
     def key(el: Any) -> Any:
@@ -422,5 +407,5 @@ def same_residual(a: str | None, b: str | None) -> bool:
 
 
 __all__ = ["c_int", "mac", "mask_prefix", "classful_prefix", "value_equal", "same", "residual_text", "same_residual",
-           "matched", "contains", "same_element", "unit_bytes", "scaled_bytes", "spec_differences",
+           "matched", "contains", "same_element", "unit_bytes", "scaled_bytes",
            "residual", "overlay", "canonical", "to_text", "from_text", "IDENTITY", "ANCHOR", "NS"]

@@ -15,7 +15,8 @@ import re
 from typing import Any, Callable
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.model import c_int, scaled_bytes, unit_bytes
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.model import c_int, same, scaled_bytes, unit_bytes
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import difference
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.xmlutil import check_text
 
 # Bytes per size unit; a bare number in the spec is MiB.
@@ -369,6 +370,85 @@ class Free(Field):
         return value
 
 
-__all__ = ["Field", "typename", "Str", "Int", "Bool", "Enum", "Size", "Bytes", "Octal", "Uuid", "CpuSet", "Dict", "Map", "List", "Either", "Raw", "Free",
+# ---------------------------------------------------------------------- comparing by the schema
+def differences(want: Any, have: Any, field: Any = None, path: str = "") -> list[dict[str, Any]]:
+    """How ``have`` (a parsed current spec) fails to hold what ``want`` (a normalised desired one) asks, as
+    ``{path, before, after}`` records, by the schema node ``field`` that describes them:
+
+    - a ``Dict`` key by key, over the keys ``want`` names (a key set to None is one not asked);
+    - a ``Map`` (keys the user chooses: features, metadata) as one value, so a key dropped is a difference;
+    - a ``List`` of dicts item by item, paired first by the list's identity ``key`` (a disk's target), the
+      rest by position; an item missing on either side is a difference;
+    - every other value whole, as libvirt reads it (``model.same``: C integers, MACs in any case).
+
+    Where the schema says nothing (``field`` None, or a free-form part), dicts and lists are walked the same way.
+    This is the one comparison of specs; the modules' ``differences`` all come from here.
+    """
+    out: list[dict[str, Any]] = []
+    _walk(want, have, field, path, out)
+    return out
+
+
+def _choice(field: Any, value: Any) -> Any:
+    """The schema node that describes ``value``: the matching form of an ``Either``, else the node."""
+    if isinstance(field, Either):
+        for choice in field.choices:
+            if isinstance(choice, (Dict, Map)) == isinstance(value, dict) and \
+                    isinstance(choice, List) == isinstance(value, list):
+                return choice
+        return None
+    return field
+
+
+def _pairs(want: list, have: list, key: str | None) -> list[tuple[int | None, int | None]]:
+    """(index in want, index in have) of the items to compare: first those of the same identity (``key``),
+    the rest by position among the unpaired; None where one side has no item."""
+    pairs: list[tuple[int | None, int | None]] = []
+    free = list(range(len(have)))
+    unpaired = []
+    for i, w in enumerate(want):
+        ident = w.get(key) if key and isinstance(w, dict) else None
+        j = next((j for j in free if ident is not None and isinstance(have[j], dict) and have[j].get(key) == ident),
+                 None)
+        if j is None:
+            unpaired.append(i)
+        else:
+            free.remove(j)
+            pairs.append((i, j))
+    for i in unpaired:
+        pairs.append((i, free.pop(0) if free else None))
+    pairs.extend((None, j) for j in free)
+    return sorted(pairs, key=lambda p: (p[0] is None, p[0] if p[0] is not None else p[1]))
+
+
+def _walk(want: Any, have: Any, field: Any, path: str, out: list[dict[str, Any]]) -> None:
+    field = _resolve(_choice(field, want)) if field is not None else None
+    if isinstance(field, Map):
+        if not same(want, have):
+            out.append(difference(path, have, want))
+    elif isinstance(want, dict) and isinstance(have, dict):
+        fields = field.fields if isinstance(field, Dict) else {}
+        for key, value in want.items():
+            if value is None:
+                continue
+            sub = "%s.%s" % (path, key) if path else str(key)
+            if key not in have:
+                out.append(difference(sub, None, value))
+            else:
+                _walk(value, have[key], fields.get(key), sub, out)
+    elif isinstance(want, list) and isinstance(have, list) and any(isinstance(v, dict) for v in want + have):
+        item = field.item if isinstance(field, List) else None
+        for i, j in _pairs(want, have, field.key if isinstance(field, List) else None):
+            if i is None:
+                out.append(difference("%s[%d]" % (path, j), have[j], None))
+            elif j is None:
+                out.append(difference("%s[%d]" % (path, i), None, want[i]))
+            else:
+                _walk(want[i], have[j], item, "%s[%d]" % (path, i), out)
+    elif not same(want, have):
+        out.append(difference(path, have, want))
+
+
+__all__ = ["differences", "Field", "typename", "Str", "Int", "Bool", "Enum", "Size", "Bytes", "Octal", "Uuid", "CpuSet", "Dict", "Map", "List", "Either", "Raw", "Free",
            "one_or_list", "keyed", "parse_size", "format_cpuset", "scaled_kib", "UUID_RE", "MAC_RE", "ABS_PATH_RE", "IFNAME_RE",
            "PCI_RE", "TARGET_RE", "MAX_MEMORY_MIB", "MAX_UINT"]

@@ -35,7 +35,7 @@ import re
 import tempfile
 from typing import Any, Callable
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, schema, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec, NotFound, OperationFailed
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
@@ -622,7 +622,7 @@ class _Manager:
         self.differences: list[dict[str, Any]] = []
 
     def _differ(self, want: Any, have: Any, prefix: str = "") -> list[dict[str, Any]]:
-        found = [difference(path, before, after) for path, before, after in model.spec_differences(want, have, prefix)]
+        found = schema.differences(want, have, None, prefix)
         self.differences.extend(found)
         return found
 

@@ -403,9 +403,22 @@ def test_secret_value_compared_without_reading_a_private_value(system, tmp_path)
     assert err.value.path == "usage.target"
 
 
-def test_model_spec_differences_ignores_what_is_not_asked():
-    assert model.spec_differences({"a": None, "b": {"c": 1}}, {"a": 5, "b": {"c": 1, "d": 2}}) == []
-    assert model.spec_differences({"b": {"c": 2}}, {"b": {"c": 1}}) == [("b.c", 1, 2)]
+def test_spec_differences_ignore_what_is_not_asked():
+    assert schema.differences({"a": None, "b": {"c": 1}}, {"a": 5, "b": {"c": 1, "d": 2}}) == []
+    assert schema.differences({"b": {"c": 2}}, {"b": {"c": 1}}) == [{"path": "b.c", "before": 1, "after": 2}]
+
+
+def test_spec_differences_follow_the_schema():
+    """One comparison for every spec: a Map whole, a keyed List by identity, values as libvirt reads them."""
+    field = schema.Dict({"features": schema.Map(schema.Str(), schema.Str()),
+                         "hosts": schema.List(schema.Dict({"name": schema.Str(), "port": schema.Int()}), key="name")})
+    have = {"features": {"a": "on", "b": "on"}, "hosts": [{"name": "x", "port": 1}, {"name": "y", "port": 2}]}
+    assert schema.differences({"features": {"a": "on"}}, have, field) == [
+        {"path": "features", "before": {"a": "on", "b": "on"}, "after": {"a": "on"}}]
+    assert schema.differences({"hosts": [{"name": "y", "port": "0x2"}, {"name": "x", "port": 1}]}, have, field) == []
+    assert schema.differences({"hosts": [{"name": "y", "port": 3}]}, have, field) == [
+        {"path": "hosts[0].port", "before": 2, "after": 3}, {"path": "hosts[0]", "before": {"name": "x", "port": 1},
+                                                             "after": None}]
 
 
 @daemon
