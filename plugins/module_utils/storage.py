@@ -664,10 +664,12 @@ class PoolManager(_Manager):
 
     def ensure(self, name: str, spec: dict[str, Any] | None = None, xml: str | None = None, state: str = "present",
                autostart: bool | None = None, build: bool | None = None, refresh: bool = False,
-               delete_storage: bool = False, force: bool = False) -> dict[str, Any]:
+               delete_storage: bool | str = False, force: bool = False) -> dict[str, Any]:
         NAME.norm(name, "name")
         if state not in POOL_STATES:
             raise InvalidSpec("state", "%r is not one of %s" % (state, ", ".join(POOL_STATES)))
+        if delete_storage not in (True, False, "if_empty"):
+            raise InvalidSpec("delete_storage", "must be true, false or if_empty, got %r" % (delete_storage,))
         if delete_storage and state != "absent":
             raise InvalidSpec("delete_storage", "only with state=absent")
         pool = self._lookup(name)
@@ -759,16 +761,29 @@ class PoolManager(_Manager):
             "before": before, "after": after,
         }
 
-    def _absent(self, name: str, pool: Any, before: str | None, delete_storage: bool, force: bool) -> dict[str, Any]:
+    def _absent(self, name: str, pool: Any, before: str | None, delete_storage: bool | str,
+                force: bool) -> dict[str, Any]:
+        """Stop and undefine; with ``delete_storage`` delete the volumes and the storage first, with ``if_empty``
+        the storage only when the pool holds no volume (its contents are then kept, and so is the storage)."""
         if pool is None:
             return self._result(name, None, None, None, False, False, None)
         active = bool(self.host.call("reading pool state", lambda _c: pool.isActive()))
+        extra: dict[str, Any] = {}
         if delete_storage:
             if not active:
                 self.plan.act("start", lambda: self.host.call("starting pool '%s'" % name, lambda _c: pool.create(0)))
                 active = True
             running = self.host.call("reading pool state", lambda _c: pool.isActive())
+            if running:
+                self.host.call("refreshing pool '%s'" % name, lambda _c: pool.refresh(0))
             vols = self.host.call("listing volumes of '%s'" % name, lambda _c: pool.listAllVolumes(0)) if running else []
+            if delete_storage == "if_empty" and (vols or not running):
+                # what is in it (or cannot be listed in check mode: a pool this task would start) stays
+                extra["storage_kept"] = {
+                    "volumes": sorted(v.name() for v in vols) if running else None,
+                    "reason": "the pool holds volumes" if running else "the pool is not running: its volumes "
+                                                                       "cannot be listed in check mode"}
+                delete_storage, vols = False, []
             if not force:
                 users = domain_disk_users(self.host)
                 for vol in vols:
@@ -788,11 +803,20 @@ class PoolManager(_Manager):
                 self.plan.act("delete-volume %s" % vname, delete)
         if active:
             self.plan.act("stop", lambda: self.host.call("stopping pool '%s'" % name, lambda _c: pool.destroy()))
-        if delete_storage:
+        if delete_storage == "if_empty":
+            def delete_if_empty() -> None:
+                try:
+                    self.host.call("deleting the storage of pool '%s'" % name, lambda _c: pool.delete(0))
+                except OperationFailed as exc:  # something that is no volume is there (a directory): it stays
+                    extra["storage_kept"] = {"volumes": [], "reason": str(exc)}
+            self.plan.act("delete-storage", delete_if_empty)
+        elif delete_storage:
             self.plan.act("delete-storage", lambda: self.host.call(
                 "deleting the storage of pool '%s'" % name, lambda _c: pool.delete(0)))
         self.plan.act("undefine", lambda: self.host.call("undefining pool '%s'" % name, lambda _c: pool.undefine()))
-        return self._result(name, None, before, None, False, False, None)
+        res = self._result(name, None, before, None, False, False, None)
+        res.update(extra)
+        return res
 
 
 class VolumeManager(_Manager):

@@ -18,7 +18,7 @@ description:
     pool's definition redefines it; a running pool then reports RV(pending_restart=true) (libvirt
     applies a pool's new definition when it is next started).
   - Removing a pool (O(state=absent)) stops and undefines it and never deletes its volumes or its
-    storage (directory, volume group, partitions) unless O(delete_storage=true).
+    storage (directory, volume group, partitions) unless O(delete_storage=true) (or V(if_empty), when it holds no volume).
 author:
   - hypervisor.libvirt contributors (@hypervisor-libvirt)
 extends_documentation_fragment:
@@ -81,10 +81,15 @@ options:
     default: false
   delete_storage:
     description:
-      - With O(state=absent) - also delete every volume in the pool and the pool's storage
+      - With O(state=absent) - V(true) also deletes every volume in the pool and the pool's storage
         (C(virStoragePoolDelete) - the directory, the volume group).
-      - Refused while a volume of the pool is a disk of a defined domain, unless O(force=true).
-    type: bool
+      - V(if_empty) deletes the pool's storage only when the pool holds no volume (after a refresh), and
+        otherwise keeps it and everything in it (RV(storage_kept) names what is there); the pool is undefined
+        either way. This removes a directory made for the pool, also over a remote URI, without touching
+        anything someone else put there.
+      - V(true) is refused while a volume of the pool is a disk of a defined domain, unless O(force=true).
+      - V(false) keeps the storage and its contents.
+    type: raw
     default: false
   force:
     description: With O(delete_storage=true), delete volumes even though defined domains use them.
@@ -173,11 +178,21 @@ available:
   description: Bytes free in a running pool; null otherwise.
   returned: always
   type: int
+storage_kept:
+  description:
+    - With O(delete_storage=if_empty), why the pool's storage was kept - C(volumes), the volumes in it (null when
+      the pool was not running, so that check mode could not list them), and C(reason) (libvirt's message when it
+      refused to delete storage that holds something other than volumes, such as a directory).
+  returned: when O(delete_storage=if_empty) kept the storage
+  type: dict
+  sample: {volumes: [notes.txt], reason: the pool holds volumes}
 xml:
   description: The persistent XML after the task (predicted in check mode); null when absent.
   returned: always
   type: str
 """
+
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.ansible_libvirt import libvirt_module, run_module
@@ -199,13 +214,18 @@ def main() -> None:
             "autostart": {"type": "bool"},
             "build": {"type": "bool"},
             "refresh": {"type": "bool", "default": False},
-            "delete_storage": {"type": "bool", "default": False},
+            "delete_storage": {"type": "raw", "default": False},
             "force": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
         mutually_exclusive=[("xml", o) for o in _SPEC_OPTIONS],
     )
     p = module.params
+    if p["delete_storage"] != "if_empty":
+        try:
+            p["delete_storage"] = boolean(p["delete_storage"], strict=True)
+        except TypeError:
+            module.fail_json(msg="delete_storage: must be true, false or if_empty, got %r" % (p["delete_storage"],))
 
     def action() -> dict:
         spec = None

@@ -317,6 +317,45 @@ def system(tmp_path):
     h.close()
 
 
+@daemon
+def test_delete_storage_if_empty_removes_only_an_empty_pools_directory(system, tmp_path):
+    def make(name, fill=None):
+        path = tmp_path / name
+        _pool(system, tmp_path / "state", name=PREFIX + name, spec={"type": "dir", "target": {"path": str(path)}},
+              state="active", build=True)
+        if fill:
+            fill(path)
+            _pool(system, tmp_path / "state", name=PREFIX + name, state="active", refresh=True)
+        return path
+
+    def gone(name, check=False):
+        return _pool(system, tmp_path / "state", check=check, name=PREFIX + name, state="absent",
+                     delete_storage="if_empty")
+
+    empty = make("empty")
+    predicted = gone("empty", check=True)
+    assert predicted["actions"] == ["stop", "delete-storage", "undefine"] and empty.is_dir()
+    done = gone("empty")
+    assert done["actions"] == predicted["actions"] and "storage_kept" not in done and not empty.exists()
+
+    full = make("full", lambda p: (p / "notes.txt").write_text("someone's\n"))
+    kept = gone("full")
+    assert kept["actions"] == ["stop", "undefine"]
+    assert kept["storage_kept"] == {"volumes": ["notes.txt"], "reason": "the pool holds volumes"}
+    assert (full / "notes.txt").read_text() == "someone's\n"
+
+    # libvirt lists no volume for a dangling symlink, and cannot remove the directory that holds one
+    odd = make("odd", lambda p: (p / "link").symlink_to(p / "nowhere"))
+    held = gone("odd")
+    assert held["actions"] == ["stop", "delete-storage", "undefine"], held
+    assert held["storage_kept"]["volumes"] == [] and "storage of pool" in held["storage_kept"]["reason"]
+    assert (odd / "link").is_symlink()
+    assert not [p for p in system.get_connection().listAllStoragePools(0) if p.name().startswith(PREFIX)]
+    with pytest.raises(InvalidSpec) as err:
+        _pool(system, tmp_path / "state", name=PREFIX + "x", state="absent", delete_storage="sometimes")
+    assert err.value.path == "delete_storage"
+
+
 def _sparse_qcow2(path: str, size: str = "256M") -> None:
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, size], check=True)
     subprocess.run(["qemu-io", "-c", "write -P 0x5a 1M 2M", "-c", "write -P 0x11 100M 1M", path], check=True,
