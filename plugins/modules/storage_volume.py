@@ -44,8 +44,8 @@ options:
       - Required to create a volume unless O(backing), O(clone_from) or O(src) gives it. A larger
         value than the current capacity grows the volume (C(virStorageVolResize)); a smaller one is
         an error unless O(allow_shrink=true).
-      - A volume that is the disk of a running domain is grown through that domain (C(virDomainBlockResize)):
-        QEMU holds the image open, and the guest sees the new size at once. Such a disk is never shrunk, and
+      - A volume that is the disk of a running domain is grown through that domain (C(virDomainBlockResize)),
+        since QEMU holds the image open; the guest sees the new size at once. Such a disk is never shrunk, and
         a volume in the backing chain of a running domain's disk is not resized (both are errors naming
         O(capacity)).
     type: raw
