@@ -70,7 +70,7 @@ def loopback_sshd(tmp: str) -> Iterator[str]:
     proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", os.path.join(tmp, "sshd_config"),
                              "-E", os.path.join(tmp, "sshd.log")])
     try:
-        for _ in range(100):
+        for _attempt in range(100):
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break

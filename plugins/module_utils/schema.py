@@ -449,6 +449,7 @@ def _walk(want: Any, have: Any, field: Any, path: str, out: list[dict[str, Any]]
         out.append(difference(path, have, want))
 
 
-__all__ = ["differences", "Field", "typename", "Str", "Int", "Bool", "Enum", "Size", "Bytes", "Octal", "Uuid", "CpuSet", "Dict", "Map", "List", "Either", "Raw", "Free",
+__all__ = ["differences", "Field", "typename", "Str", "Int", "Bool", "Enum", "Size", "Bytes", "Octal", "Uuid", "CpuSet",
+           "Dict", "Map", "List", "Either", "Raw", "Free",
            "one_or_list", "keyed", "parse_size", "format_cpuset", "scaled_kib", "UUID_RE", "MAC_RE", "ABS_PATH_RE", "IFNAME_RE",
            "PCI_RE", "TARGET_RE", "MAX_MEMORY_MIB", "MAX_UINT"]

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, schema, storage, xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import schema, storage, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
