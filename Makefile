@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(ROOT)/tests/ansible.cfg
 export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup host venv collection demo demo-clean test unit corpus integration sanity lint molecule fresh-check clean
+.PHONY: setup host venv collection demo demo-clean test unit integration sanity lint molecule fresh-check clean
 
 setup: host venv collection
 
@@ -38,15 +38,10 @@ demo: setup
 demo-clean: setup
 	$(BIN)/ansible-playbook -i localhost, -c local playbooks/demo.yml -e demo_state=absent
 
-test: setup unit corpus integration sanity lint molecule docs-lint changelog-lint release
+test: setup unit integration sanity lint molecule docs-lint changelog-lint release
 
 unit: setup
 	$(BIN)/pytest -q tests/unit  # serial: one test restarts libvirtd, which a parallel worker would feel
-
-# libvirt's own test data (Debian's source package for the installed libvirt, fetched once into
-# .build/corpus) against the parser, builder and modules; see tests/corpus/test_corpus.py.
-corpus: setup
-	$(BIN)/pytest -q -p no:cacheprovider tests/corpus
 
 # TARGETS="domain network" runs only those targets.
 integration: setup

@@ -7,7 +7,7 @@ benchmarks/results/. From result files (a benchmark's own, or the recorded ones 
 benchmarks/recorded/ that the docs site's performance page shows):
 
     .venv/bin/python benchmarks/plots.py --recorded --out DIR
-    .venv/bin/python benchmarks/plots.py --host-facts SUMMARY.json --domain RUNS.json --inventory SUMMARY.json --out DIR
+    .venv/bin/python benchmarks/plots.py --host-facts SUMMARY.json --domain RUNS.json --out DIR
 """
 
 from __future__ import annotations
@@ -37,24 +37,6 @@ def load(path: str) -> dict[str, Any]:
         return json.load(f)
 
 
-def _domains_axes(axes: Any, sizes: list[int]) -> None:
-    """Both panels of a figure against the number of domains on the host (log scale, one tick per size)."""
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel("domains on the host")
-        ax.set_xticks(sizes, [str(s) for s in sizes])
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-
-
-def _save(plt: Any, fig: Any, path: str, title: str) -> str:
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def plot_host_facts(summary: dict[str, Any], path: str) -> str:
     """Time above the ping floor and libvirt RPC calls against domains on the host, ours vs the peer."""
     plt = _pyplot()
@@ -72,28 +54,17 @@ def plot_host_facts(summary: dict[str, Any], path: str) -> str:
     ax_r.set_yscale("log")
     ax_r.set_ylabel("libvirt RPC calls")
     ax_r.set_title("RPC calls per run")
-    _domains_axes((ax_t, ax_r), sizes)
-    return _save(plt, fig, path, "host_facts vs community.libvirt (%s)"
-                 % summary.get("machine", summary.get("uri", "")))
-
-
-def plot_inventory(summary: dict[str, Any], path: str) -> str:
-    """ansible-inventory time above its floor and libvirt RPC calls against domains, ours vs the peer."""
-    plt = _pyplot()
-    rows = sorted(summary["rows"], key=lambda r: r["size"])
-    sizes = [r["size"] for r in rows]
-    fig, (ax_t, ax_r) = plt.subplots(1, 2, figsize=(10, 4.2))
-    for key, style, colour, label in (("ours", "o-", OURS_COLOUR, "hypervisor.libvirt.libvirt"),
-                                      ("peer", "s--", PEER_COLOUR, "community.libvirt.libvirt")):
-        ax_t.plot(sizes, [r["median"][key] - r["median"]["floor"] for r in rows], style, color=colour, label=label)
-        ax_r.plot(sizes, [r["rpc"][key] for r in rows], style, color=colour, label=label)
-    ax_t.set_ylabel("seconds above the ansible-inventory floor (median)")
-    ax_t.set_title("ansible-inventory --list")
-    ax_r.set_yscale("log")
-    ax_r.set_ylabel("libvirt RPC calls")
-    ax_r.set_title("RPC calls per listing")
-    _domains_axes((ax_t, ax_r), sizes)
-    return _save(plt, fig, path, "inventory vs community.libvirt %s" % summary.get("peer", ""))
+    for ax in (ax_t, ax_r):
+        ax.set_xscale("log")
+        ax.set_xlabel("domains on the host")
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("host_facts vs community.libvirt (%s)" % summary.get("machine", summary.get("uri", "")), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_domain(runs: dict[str, Any], path: str) -> str:
@@ -130,52 +101,24 @@ def plot_domain(runs: dict[str, Any], path: str) -> str:
     return path
 
 
-def plot_storage(summary: dict[str, Any], path: str) -> str:
-    """Median wall time of one upload of a sparse image, per image and method (ours, virsh, cp, the floor)."""
-    plt = _pyplot()
-    rows = summary["rows"]
-    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.42 * len(rows)))
-    colours = [OURS_COLOUR if "storage_volume" in r["method"] else PEER_COLOUR if "virsh" in r["method"]
-               else "#888888" for r in rows]
-    bars = ax.barh([r["method"] for r in rows], [r["median_s"] for r in rows], color=colours)
-    for rect, row in zip(bars, rows):
-        ax.annotate("%.2f s" % row["median_s"], (rect.get_width(), rect.get_y() + rect.get_height() / 2),
-                    textcoords="offset points", xytext=(4, -3), fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("wall time, median of %d rounds (s)" % summary["rounds"])
-    title = "Upload of a %s sparse image with %d MiB of data (%s)" % (summary["size"], summary["data_mib"],
-                                                                      summary.get("machine", ""))
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--recorded", action="store_true", help="draw from benchmarks/recorded/ (the figures the docs show)")
     ap.add_argument("--host-facts", help="a host_facts summary.json")
     ap.add_argument("--domain", help="a domain benchmark runs.json")
-    ap.add_argument("--inventory", help="an inventory benchmark summary.json")
     ap.add_argument("--out", required=True, help="directory to write the PNG files to")
     opts = ap.parse_args()
-    host_facts, domain, inventory = opts.host_facts, opts.domain, opts.inventory
+    host_facts, domain = opts.host_facts, opts.domain
     if opts.recorded:
         host_facts = host_facts or os.path.join(RECORDED, "host_facts.json")
         domain = domain or os.path.join(RECORDED, "domain.json")
-        if not inventory and os.path.exists(os.path.join(RECORDED, "inventory.json")):
-            inventory = os.path.join(RECORDED, "inventory.json")
-    if not host_facts and not domain and not inventory:
-        ap.error("nothing to draw: give --recorded, --host-facts, --domain or --inventory")
+    if not host_facts and not domain:
+        ap.error("nothing to draw: give --recorded, --host-facts or --domain")
     os.makedirs(opts.out, exist_ok=True)
     if host_facts:
         print(plot_host_facts(load(host_facts), os.path.join(opts.out, "host_facts.png")))
     if domain:
         print(plot_domain(load(domain), os.path.join(opts.out, "domain.png")))
-    if inventory:
-        print(plot_inventory(load(inventory), os.path.join(opts.out, "inventory.png")))
     return 0
 
 

@@ -18,7 +18,6 @@ PACKAGES=(
   # libvirt as Debian packages it, QEMU, and what guests of every supported spec need
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-daemon-config-nwfilter libvirt-clients
   qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools ebtables iptables dnsmasq-base genisoimage
-  lvm2  # libvirt's logical (LVM) storage pools run its tools
   # building libvirt-python into .venv
   libvirt-dev pkg-config gcc python3-dev python3-venv ca-certificates
   # the tests: the bootable test guest, its client namespace, process tools

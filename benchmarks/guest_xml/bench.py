@@ -39,7 +39,7 @@ ensure_collection()
 
 import jinja2  # noqa: E402
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_xml, xmlutil  # noqa: E402
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest, xmlutil  # noqa: E402
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec  # noqa: E402
 
 SPEC = {
@@ -165,15 +165,15 @@ def main() -> int:
     tmpl_spec = dict(SPEC, memory=normalised["memory"])
 
     # same document from each in-process variant
-    ours = domain_xml.guest_xml(SPEC)
+    ours = guest.guest_xml(SPEC)
     theirs = template.render(s=tmpl_spec)
     assert xmlutil.xml_equal(ours, theirs), xmlutil.unified_diff(theirs, ours)
     assert xmlutil.validate(theirs, "domain")
 
     rows = rates([
-        ("guest_xml (no validation)", lambda: domain_xml.guest_xml(SPEC, validate=False)),
-        ("guest_xml + RelaxNG validation", lambda: domain_xml.guest_xml(SPEC)),
-        ("guest_config, normalised spec, serialised", lambda: xmlutil.to_string(domain_xml.guest_config(normalised))),
+        ("guest_xml (no validation)", lambda: guest.guest_xml(SPEC, validate=False)),
+        ("guest_xml + RelaxNG validation", lambda: guest.guest_xml(SPEC)),
+        ("guest_config, normalised spec, serialised", lambda: xmlutil.to_string(guest.guest_config(normalised))),
         ("jinja2 template (autoescape)", lambda: template.render(s=tmpl_spec)),
         ("jinja2 template + RelaxNG validation", lambda: xmlutil.validate(template.render(s=tmpl_spec), "domain")),
     ], args.seconds)

@@ -33,7 +33,6 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchlib import COLLECTIONS, RESULTS, ROOT, VENV_BIN, ensure_collection, log  # noqa: E402
-from plots import plot_inventory  # noqa: E402
 
 import libvirt  # noqa: E402
 
@@ -187,13 +186,10 @@ def main() -> int:
         lines.append("domain_info for all domains at %d: %.1f s; community.libvirt virt info + get_xml loop: %.1f s"
                      % (info["size"], info["ours_s"], info["peer_s"]))
     md = "\n".join(lines)
-    summary = {"rows": rows, "info": info, "peer": hf.peer_version()}
     with open(os.path.join(outdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+        json.dump({"rows": rows, "info": info, "peer": hf.peer_version()}, f, indent=1)
     with open(os.path.join(outdir, "table.md"), "w") as f:
         f.write(md + "\n")
-    if rows:
-        plot_inventory(summary, os.path.join(outdir, "inventory.png"))
     print(md)
     print("raw results: %s" % outdir)
     return 0

@@ -12,12 +12,9 @@ description:
     collection's metadata (the guest spec's C(metadata) key) as host variables, and C(ansible_host) set
     from its first address by O(address_preference).
   - Reads only bulk calls per URI - one C(getAllDomainStats), two short C(listAllDomains), one
-    C(DHCPLeases) per network - plus the XML of each domain that passes the C(state) and C(name) filters
-    (libvirt has no bulk call for it; for a remote URI several are in flight at once). For
-    O(address_source=agent) or O(address_source=arp), one address query per running domain is added.
-  - The XML is read on every run that does not come from the inventory cache, because nothing libvirt
-    reports in bulk changes when a domain is only redefined (its metadata or a MAC), so a redefinition
-    shows in the next uncached run.
+    C(DHCPLeases) per network - plus each domain's XML (libvirt has no bulk call for it; several are
+    in flight at once). For O(address_source=agent) or O(address_source=arp), one address query per
+    running domain is added.
   - A URI that cannot be reached is a warning and the other URIs still give their hosts; with O(strict=true)
     it is an error.
   - Supports the C(constructed) options (O(compose), O(groups), O(keyed_groups), O(strict)) and
@@ -59,9 +56,6 @@ options:
     description:
       - Where addresses come from - V(lease) (libvirt's DHCP leases, read in bulk), V(agent) (QEMU guest agent),
         V(arp), V(any) (the first of those that answers for a domain) or V(none).
-      - V(arp) is the hypervisor's IPv4 ARP table; where libvirt cannot read it (libvirt up to 9.x on Linux 6.x
-        kernels, C(wrong nlmsg len)) it is read from C(/proc/net/arp) for a URI naming this machine, and a remote
-        URI's domains get no ARP addresses (V(any) goes on to the next source).
     type: str
     choices: [lease, agent, arp, any, none]
     default: lease
@@ -129,20 +123,13 @@ _HOST_VARS = ("name", "uuid", "state", "state_reason", "persistent", "autostart"
               "title", "metadata", "addresses", "interfaces")
 
 
-def read_uri(uri: str, read_only: bool, address_source: str,
-             filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The domains of one URI as plain dicts (what the cache holds).
-
-    The state and name filters are decided on the bulk listing, so a domain
-    they leave out costs no XML read; the metadata filter needs the XML.
-    """
+def read_uri(uri: str, read_only: bool, address_source: str) -> list[dict[str, Any]]:
+    """The domains of one URI as plain dicts (what the cache holds)."""
     from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_info import describe
     from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
-    before_xml = {k: v for k, v in (filters or {}).items() if k in ("state", "name")}
     with Host(uri, read_only=read_only) as host:
         host.initialize()  # the close callback watches the connection: no test round trip before each call
-        domains = describe(host, address_source=address_source, details=False,
-                           select=(lambda r: selected(r, before_xml)) if before_xml else None)
+        domains = describe(host, address_source=address_source, details=False)
     for d in domains:
         d["uri"] = uri
     return domains
@@ -235,18 +222,17 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 update_cache = True
         if results is None:
-            results = self._read_all(uris, filters)
+            results = self._read_all(uris)
         if update_cache:
             self._cache[cache_key] = results
         self._populate(results, filters)
 
-    def _read_all(self, uris: list[str], filters: dict[str, Any]) -> dict[str, Any]:
+    def _read_all(self, uris: list[str]) -> dict[str, Any]:
         """URI -> its domains; a URI that fails is a warning (an error with strict) and left out."""
         results: dict[str, Any] = {"uris": {}, "failed": {}}
         for uri in uris:
             try:
-                results["uris"][uri] = read_uri(uri, self.get_option("read_only"), self.get_option("address_source"),
-                                                filters)
+                results["uris"][uri] = read_uri(uri, self.get_option("read_only"), self.get_option("address_source"))
             except HypervisorError as exc:
                 if self.get_option("strict"):
                     raise AnsibleError("hypervisor.libvirt.libvirt: %s" % exc)
@@ -267,7 +253,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         prefix = self.get_option("vars_prefix")
         preference = self.get_option("address_preference") or []
         strict = self.get_option("strict")
-        compose, groups, keyed = self.get_option("compose"), self.get_option("groups"), self.get_option("keyed_groups")
         taken: set[str] = set()
         for uri, domains in results["uris"].items():
             for domain in domains:
@@ -282,10 +267,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 address = choose_address(domain.get("addresses") or [], preference)
                 if address is not None:
                     self.inventory.set_variable(hostname, "ansible_host", address)
-                if not (compose or groups or keyed):
-                    continue
                 hostvars = self.inventory.get_host(hostname).get_vars()
-                self._set_composite_vars(compose, hostvars, hostname, strict=strict)
+                self._set_composite_vars(self.get_option("compose"), hostvars, hostname, strict=strict)
                 hostvars = self.inventory.get_host(hostname).get_vars()
-                self._add_host_to_composed_groups(groups, hostvars, hostname, strict=strict)
-                self._add_host_to_keyed_groups(keyed, hostvars, hostname, strict=strict)
+                self._add_host_to_composed_groups(self.get_option("groups"), hostvars, hostname, strict=strict)
+                self._add_host_to_keyed_groups(self.get_option("keyed_groups"), hostvars, hostname, strict=strict)

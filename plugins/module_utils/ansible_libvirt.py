@@ -16,7 +16,6 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import (
     LIBVIRT_IMPORT_ERROR,
     LXML_IMPORT_ERROR,
 )
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import HypervisorError, InvalidSpec
 
 # Paired with the doc fragment hypervisor.libvirt.connection: change both together.
@@ -46,11 +45,3 @@ def run_module(module: AnsibleModule, action: Callable[[], dict[str, Any]]) -> N
     except HypervisorError as exc:
         module.fail_json(msg=str(exc), uri=exc.uri)
     module.exit_json(**result)
-
-
-def with_diff(module: AnsibleModule, result: dict[str, Any], before: str | None, after: str | None,
-              name: str) -> dict[str, Any]:
-    """``result``, with Ansible's ``diff`` of the XML before and after when diff mode is on."""
-    if module._diff:  # pylint: disable=protected-access
-        result["diff"] = xmlutil.diff_result(before, after, name)
-    return result

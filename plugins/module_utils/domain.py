@@ -10,7 +10,7 @@ only executed when not checking.
 
 Idempotency is semantic, never textual:
 
-* spec path: ``domain_xml.spec_differences(spec, domain_xml.parse_domain_xml(inactive))``,
+* spec path: ``guest.spec_differences(spec, guest.parse_domain_xml(inactive))``,
   over the fields the user gave.
 * xml path (``xml_differences``): every element, attribute and text the user
   wrote must be in libvirt's inactive XML with the same value (memory units
@@ -19,9 +19,7 @@ Idempotency is semantic, never textual:
   change. At the two list levels (children of ``<domain>`` and of
   ``<devices>``) anything libvirt holds that the user did not write is a
   change (a removed disk), except what libvirt adds on its own:
-  ``domain_model.LIBVIRT_ADDED_TOP`` and ``LIBVIRT_ADDED_DEVICES``, read from
-  each element kind's declaration; runtime state and defaults libvirt does not
-  write are no difference either (``domain_model.runtime_or_default``). The order of devices
+  ``LIBVIRT_ADDED_TOP`` and ``LIBVIRT_ADDED_DEVICES``. The order of devices
   of one kind is not compared.
 """
 
@@ -35,12 +33,10 @@ import stat
 import subprocess
 from typing import Any, Callable
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_xml
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import vif as vif_mod
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_model
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model import LIBVIRT_ADDED_DEVICES, LIBVIRT_ADDED_TOP
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
@@ -53,10 +49,25 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
 
 STATES = ("present", "running", "paused", "shutdown", "destroyed", "absent")
 
+# Children of <domain> libvirt writes itself when the user did not.
+LIBVIRT_ADDED_TOP = frozenset({
+    "uuid", "currentMemory", "cpu", "clock", "on_poweroff", "on_reboot", "on_crash", "pm",
+    "resource", "seclabel", "keywrap", "genid", "vcpus",
+})
+# Children of <devices> libvirt adds on its own (implicit controllers, inputs, the
+# console that mirrors a serial port, balloon, audio and video that go with graphics).
+LIBVIRT_ADDED_DEVICES = frozenset({
+    "emulator", "controller", "input", "audio", "memballoon", "console", "video",
+})
 
+_UNITS = {
+    "b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000 ** 2, "m": 1024 ** 2,
+    "mib": 1024 ** 2, "gb": 1000 ** 3, "g": 1024 ** 3, "gib": 1024 ** 3, "tb": 1000 ** 4,
+    "t": 1024 ** 4, "tib": 1024 ** 4,
+}
 # Elements whose text is a scaled integer (libvirt's default unit: KiB).
 _SCALED = frozenset({"memory", "currentMemory", "maxMemory", "size", "requested", "current",
-                     "hard_limit", "soft_limit", "swap_hard_limit", "min_guarantee", "max_size", "pcihole64"})
+                     "hard_limit", "soft_limit", "swap_hard_limit", "min_guarantee"})
 
 
 class DomainRequest:
@@ -97,7 +108,10 @@ class DomainRequest:
 
 # ---------------------------------------------------------------------- XML comparison
 def _scaled(text: str | None, unit: str | None) -> int | None:
-    return model.scaled_bytes(text, unit or "KiB") if text is not None else None
+    try:
+        return int(text.strip()) * _UNITS[(unit or "KiB").lower()]  # type: ignore[union-attr]
+    except (AttributeError, KeyError, ValueError):
+        return None
 
 
 def machine_aliases(host: Any) -> dict[str, str]:
@@ -113,15 +127,16 @@ def machine_aliases(host: Any) -> dict[str, str]:
     return aliases
 
 
-def _attr_equal(el: Any, key: str, want: str, have: str | None, aliases: dict[str, str]) -> bool:
+def _attr_equal(tag: str, key: str, want: str, have: str | None, aliases: dict[str, str]) -> bool:
     if have is None:
         return False
     if want == have:
         return True
     if key == "machine" and aliases.get(want) == have:
         return True
-    # numbers as libvirt reads them (0x04 is 4, 0644 is octal), MACs in any case
-    return model.value_equal(want, have) or domain_model.same_value(el, key, want, have)
+    if tag == "mac" and key == "address":
+        return want.lower() == have.lower()
+    return False
 
 
 def _children(el: Any) -> list[Any]:
@@ -191,9 +206,7 @@ def _compare(want: Any, have: Any, path: str, aliases: dict[str, str], extras: f
     for key, value in want.attrib.items():
         if key == "unit" and scaled:
             continue
-        if domain_model.runtime_attribute(want, key, have.get(key)):
-            continue
-        if not _attr_equal(want, key, value, have.get(key), aliases):
+        if not _attr_equal(want.tag, key, value, have.get(key), aliases):
             out.append(_diff("%s@%s" % (path, key), have.get(key), value))
     wtext = (want.text or "").strip()
     if wtext:
@@ -230,8 +243,7 @@ def _compare(want: Any, have: Any, path: str, aliases: dict[str, str], extras: f
                 _compare(wc, hc, cpath, aliases, None, out)
                 break
         else:
-            if not domain_model.runtime_or_default(want, wc):
-                out.append(_diff(cpath, None, _brief(wc)))
+            out.append(_diff(cpath, None, _brief(wc)))
     if extras is not None:
         for i, hc in enumerate(have_children):
             if i not in used and hc.tag not in extras and (hc.tag != "devices"):
@@ -244,54 +256,6 @@ def _subdiff(want: Any, have: Any, aliases: dict[str, str]) -> list[dict[str, An
     return out
 
 
-def _builders_own(res: Any, built: Any) -> None:
-    """Drop from a residual the whole elements the builder writes itself (an emulator or loader from the host's
-    capabilities: model.overlay lets the builder's win), in place."""
-    for child in [c for c in res if isinstance(c.tag, str)]:
-        same = built.find(child.tag) if built is not None else None
-        if model.ANCHOR in child.attrib:
-            _builders_own(child, same)
-        elif same is not None and child.tag in ("emulator", "loader", "nvram"):
-            res.remove(child)
-
-
-def _plain(text: str, built: Any = None) -> Any:
-    """A spec's ``preserved`` text as a plain <domain> (without the marks that place it among the built elements,
-    and without what the builder writes itself)."""
-    root = model.from_text(text)
-    if built is not None:
-        _builders_own(root, built)
-    for node in root.iter():
-        if isinstance(node.tag, str):
-            for k in [k for k in node.attrib if k.startswith("{%s}" % model.NS)]:
-                del node.attrib[k]
-    return root
-
-
-def preserved_differences(want: str, current: Any, aliases: dict[str, str] | None = None,
-                          built: Any = None) -> list[dict[str, Any]]:
-    """What a spec's ``preserved`` holds that libvirt's definition (``current``, its <domain>) does not, by the
-    rules of the XML comparison; what libvirt holds beyond it is no difference. Compared with the whole
-    definition, not with its own preserved part: which attributes are preserved depends on what the spec
-    names (a disk's driver name is the spec's once it gives a format). ``built``, the spec's own elements,
-    says what the builder writes itself (the host's emulator), which the preserved one does not override."""
-    out: list[dict[str, Any]] = []
-    _compare(_plain(want, built), current, "preserved", aliases or {}, None, out)
-    return out
-
-
-def _derived(el: Any, desired: Any, current: Any) -> bool:
-    """A child of the user's <domain> whose value libvirt derives: with NUMA cells the memory is theirs and the
-    memory devices' sum, whatever <memory> says, and a larger current memory is lowered to it."""
-    if desired.find("cpu/numa/cell") is None:
-        return False
-    if el.tag == "memory":
-        return True
-    have = current.find("memory")
-    return el.tag == "currentMemory" and have is not None and (_scaled(el.text, el.get("unit")) or 0) > (
-        _scaled(have.text, have.get("unit")) or 0)
-
-
 def xml_differences(desired: Any, current: Any, aliases: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Differences between the user's domain XML and libvirt's, by the rule in this file's docstring."""
     desired = xmlutil.parse(desired) if isinstance(desired, (str, bytes)) else desired
@@ -299,10 +263,8 @@ def xml_differences(desired: Any, current: Any, aliases: dict[str, str] | None =
     aliases = aliases or {}
     out: list[dict[str, Any]] = []
     # top level: domain attributes, text children, and the list semantics
-    # a running domain's id is state, not definition: libvirt ignores it in a define
-    top_want = etree.Element(desired.tag, {k: v for k, v in desired.attrib.items() if k != "id"})
-    top_want.extend([etree.fromstring(etree.tostring(c)) for c in _children(desired)
-                     if c.tag != "devices" and not _derived(c, desired, current)])
+    top_want = etree.Element(desired.tag, dict(desired.attrib))
+    top_want.extend([etree.fromstring(etree.tostring(c)) for c in _children(desired) if c.tag != "devices"])
     _compare(top_want, current, "", aliases, LIBVIRT_ADDED_TOP, out)
     want_dev = desired.find("devices")
     have_dev = current.find("devices")
@@ -310,12 +272,7 @@ def xml_differences(desired: Any, current: Any, aliases: dict[str, str] | None =
         want_dev = etree.Element("devices")
     if have_dev is None:
         have_dev = etree.Element("devices")
-    added = LIBVIRT_ADDED_DEVICES
-    if want_dev.find("serial") is None and any(
-            c.find("target") is None or c.find("target").get("type") in (None, "serial")
-            for c in want_dev.findall("console")):
-        added = added | {"serial"}  # a serial console alone: libvirt adds the serial port it stands for
-    _compare(want_dev, have_dev, "devices", aliases, added, out)
+    _compare(want_dev, have_dev, "devices", aliases, LIBVIRT_ADDED_DEVICES, out)
     return out
 
 
@@ -329,7 +286,6 @@ class _Desired:
         self.element = element
         self.spec = spec
         self.given = given  # the spec keys the user named: a redefinition replaces only these
-        self.merge_base = element  # what a redefinition merges into libvirt's definition
 
     @property
     def uuid(self) -> str | None:
@@ -354,17 +310,12 @@ def _desired(host: Any, req: DomainRequest) -> _Desired | None:
             canonical = machine_aliases(host).get(machine)
             if canonical:
                 spec = dict(spec, os=dict(spec["os"], machine=canonical))
-        element = domain_xml.guest_config(spec, host)
+        element = guest_mod.guest_config(spec, host)
         xmlutil.validate(element, "domain", "spec")
         given = set(req.spec) | {"name"}
         if spec.get("cpu", {}).get("topology"):
             given.add("vcpus")  # derived from the topology when not given
-        desired = _Desired(spec["name"], element, spec, frozenset(given))
-        if spec.get("preserved"):
-            # a redefinition keeps what libvirt holds beyond the modelled keys (its addresses, its
-            # controllers): merge the spec's own elements, without the preserved ones
-            desired.merge_base = domain_xml.guest_config(spec, host, preserved=False)
-        return desired
+        return _Desired(spec["name"], element, spec, frozenset(given))
     if req.xml is not None:
         element = xmlutil.parse(req.xml, "xml")
         if element.tag != "domain":
@@ -451,7 +402,6 @@ class _Converger:
         self.guest: Any = None
         self.state = "absent"          # predicted (check mode) or real state, in _run_state terms
         self.aliases: dict[str, str] | None = None
-        self.preserved_changed = False  # the spec's preserved part differs from what libvirt holds
 
     # -- reading
     def _lookup(self) -> Any:
@@ -473,17 +423,9 @@ class _Converger:
             # over the keys the user named (and vcpus derived from a topology); a key validation adds
             # on its own (features.smm for secure boot) is ensured by merge_definition, not compared whole
             wanted = {k: v for k, v in self.desired.spec.items() if k in self.desired.given}
-            current = domain_xml.parse_domain_xml(xml)
-            diffs = domain_xml.spec_differences(wanted, current)
+            diffs = guest_mod.spec_differences(wanted, guest_mod.parse_domain_xml(xml))
             # an empty list or dict asked for is what libvirt has when it has none of them
-            diffs = [d for d in diffs if not (d["before"] in (None, [], {}) and d["after"] in (None, [], {}))]
-            if wanted.get("preserved"):
-                # what the user wrote there must be what libvirt holds, like every other key
-                held = preserved_differences(wanted["preserved"], xmlutil.parse(xml), self._aliases(),
-                                             self.desired.merge_base)
-                self.preserved_changed = bool(held)
-                diffs += held
-            return diffs
+            return [d for d in diffs if not (d["before"] in (None, [], {}) and d["after"] in (None, [], {}))]
         return xml_differences(self.desired.element, xmlutil.parse(xml), self._aliases())
 
     def _real_state(self) -> str:
@@ -559,11 +501,9 @@ class _Converger:
             if not differences:
                 return before_xml
             current = xmlutil.parse(before_xml)
-            if self.desired.spec is not None and not self.preserved_changed:
-                # keys the spec leaves out keep what libvirt holds; raw XML is the whole definition, and
-                # so is a spec whose preserved part differs from libvirt's (it says what the rest is)
-                element = domain_xml.merge_definition(current, etree.fromstring(etree.tostring(self.desired.merge_base)),
-                                                      self.desired.given)
+            if self.desired.spec is not None:
+                # keys the spec leaves out keep what libvirt holds; raw XML is the whole definition
+                element = guest_mod.merge_definition(current, element, self.desired.given)
             _carry_identity(element, current)
         else:
             differences = [_diff("", None, "defined")]
@@ -731,19 +671,18 @@ class _Converger:
             return
         req = self.req
         storage = self._storage_to_remove() if req.remove_storage else []
-        # every refusal before the first change: a refused removal must not have powered the guest off
-        if self.state not in ("shutoff", "absent") and not req.force:
-            raise OperationFailed("domain '%s' on %s is %s; it is removed only with force: true (or stop it "
-                                  "first with state: shutdown)" % (self.name, self.host.uri, self.state),
-                                  uri=self.host.uri)
+        if self.state not in ("shutoff", "absent"):
+            if not req.force:
+                raise OperationFailed("domain '%s' on %s is %s; it is removed only with force: true (or stop it "
+                                      "first with state: shutdown)" % (self.name, self.host.uri, self.state),
+                                      uri=self.host.uri)
+            self.plan.act("destroy", lambda: self.guest.poweroff(), self._settled("shutoff", "absent"))  # pylint: disable=unnecessary-lambda
         if not req.remove_managed_save and self.guest.has_managed_save():
             raise OperationFailed("domain '%s' on %s has a managed save image; set remove_managed_save: true to "
                                   "remove it with the domain" % (self.name, self.host.uri), uri=self.host.uri)
         if not req.remove_snapshots_metadata and self.guest.snapshot_count():
             raise OperationFailed("domain '%s' on %s has snapshots; set remove_snapshots_metadata: true to remove "
                                   "their metadata with the domain" % (self.name, self.host.uri), uri=self.host.uri)
-        if self.state not in ("shutoff", "absent"):
-            self.plan.act("destroy", lambda: self.guest.poweroff(), self._settled("shutoff", "absent"))  # pylint: disable=unnecessary-lambda
         self.plan.act("undefine", lambda: self.guest.delete_configuration(
             keep_nvram=req.keep_nvram, remove_managed_save=req.remove_managed_save,
             remove_snapshots_metadata=req.remove_snapshots_metadata), self._settled("absent"))
@@ -1030,6 +969,5 @@ def converge(host: Any, req: DomainRequest, check_mode: bool = False) -> dict[st
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["DomainRequest", "converge", "secret_values", "redact_difference", "xml_differences", "preserved_differences",
-           "machine_aliases", "STATES",
-           "libvirt"]
+__all__ = ["DomainRequest", "converge", "secret_values", "redact_difference", "xml_differences", "machine_aliases", "STATES",
+           "LIBVIRT_ADDED_TOP", "LIBVIRT_ADDED_DEVICES", "libvirt"]

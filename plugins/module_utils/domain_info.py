@@ -29,6 +29,8 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     OperationFailed,
     Timeout,
 )
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import parse_domain_xml
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import METADATA_NS
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import ADDRESS_SOURCES
 
 SOURCES = ADDRESS_SOURCES + ("any", "none")
@@ -133,9 +135,9 @@ def _disks(root: Any, stats: dict[str, Any], volumes: dict[str, dict[str, str]])
 
 
 # ---------------------------------------------------------------------- interfaces and addresses
-def _interfaces(elements: list[Any]) -> list[dict[str, Any]]:
+def _interfaces(root: Any) -> list[dict[str, Any]]:
     out = []
-    for el in elements:
+    for el in root.findall("devices/interface"):
         src = el.find("source")
         mac = el.find("mac")
         tgt = el.find("target")
@@ -207,35 +209,17 @@ def _lease_map(host: Any, records: list[dict[str, Any]],
     return lambda uuid: per_domain.get(uuid, {})
 
 
-class _Guests(dict):
-    """UUID -> Guest of the records, made on first use (the inventory's lease path never needs one)."""
-
-    def __init__(self, host: Any, records: list[dict[str, Any]]) -> None:
-        super().__init__()
-        self._host = host
-        self._domains = {r["uuid"]: r["domain"] for r in records}
-
-    def __missing__(self, uuid: str) -> Any:
-        from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest
-        guest = self[uuid] = Guest(self._domains[uuid], host=self._host)
-        return guest
-
-
 def describe(host: Any, names: list[str] | None = None, address_source: str = "lease",
-             workers: int = 8, details: bool = True,
-             select: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+             workers: int = 8, details: bool = True) -> list[dict[str, Any]]:
     """One dict per domain (all, or those named; a missing name is ``NotFound``), sorted by name.
 
     ``details=False`` (the inventory) leaves out the spec and the disks, and
-    so the storage pools' calls, adds ``title`` and ``metadata`` instead, and
-    reads each XML in one pass over the parts it needs. ``select`` is asked
-    about each domain's bulk record (name, uuid, state, ...) before its XML is
-    read: a domain it refuses costs no call of its own.
+    so the storage pools' calls, and adds ``title`` and ``metadata`` instead.
     """
     if address_source not in SOURCES:
         raise InvalidSpec("address_source", "must be one of %s, got %r" % (", ".join(SOURCES), address_source))
+    from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest
     if names:
-        from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest
         wanted = list(dict.fromkeys(names))
         doms = [d for d in host.call("listing domains", lambda c: c.listAllDomains(0)) if d.name() in wanted]
         missing = sorted(set(wanted) - {d.name() for d in doms})
@@ -245,9 +229,7 @@ def describe(host: Any, names: list[str] | None = None, address_source: str = "l
         records = host.domain_records([Guest(d, host=host) for d in doms])
     else:
         records = host.domain_records()
-    if select is not None:
-        records = [r for r in records if select(r)]
-    guests = _Guests(host, records)
+    guests = {r["uuid"]: Guest(r["domain"], host=host) for r in records}
     xmls = host.xml_descs([r["domain"] for r in records], workers=workers)
     volumes = volume_index(host) if records and details else {}
     lease_of = _lease_map(host, records, guests) if records and address_source in ("lease", "any") else None
@@ -258,8 +240,7 @@ def describe(host: Any, names: list[str] | None = None, address_source: str = "l
             continue  # undefined since the listing
         root = xmlutil.parse(xml, "domain XML")
         st = r["stats"]
-        view = _view(root)
-        interfaces = _interfaces(view["interfaces"])
+        interfaces = _interfaces(root)
         active = r["state"] in _ACTIVE
         if active and address_source != "none":
             sources = ADDRESS_SOURCES if address_source == "any" else (address_source,)
@@ -271,9 +252,9 @@ def describe(host: Any, names: list[str] | None = None, address_source: str = "l
                 _attach_addresses(interfaces, by_mac, source)
                 if address_source == "any" and any(i["addresses"] for i in interfaces):
                     break
-        vcpu = view["vcpu"]
-        cur = view["currentMemory"]
-        mem = view["memory"]
+        vcpu = root.findtext("vcpu")
+        cur = root.find("currentMemory")
+        mem = root.find("memory")
         entry = {
             "name": r["name"],
             "uuid": r["uuid"],
@@ -289,41 +270,19 @@ def describe(host: Any, names: list[str] | None = None, address_source: str = "l
             "addresses": _flat(interfaces),
         }
         if details:
-            from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_xml import parse_domain_xml
             entry["spec"] = parse_domain_xml(root)
             entry["disks"] = _disks(root, st, volumes)
         else:
-            entry["title"] = view["title"].text if view["title"] is not None else None
-            entry["metadata"] = _metadata(view["metadata"])
+            entry["title"] = root.findtext("title")
+            entry["metadata"] = _metadata(root)
         result.append(entry)
     result.sort(key=lambda d: d["name"])
     return result
 
 
-_VIEW_TAGS = ("vcpu", "memory", "currentMemory", "title", "metadata")
-
-
-def _view(root: Any) -> dict[str, Any]:
-    """The top-level elements ``describe`` reads and the interfaces, in one pass over the domain's children."""
-    view: dict[str, Any] = dict.fromkeys(_VIEW_TAGS)
-    view["interfaces"] = []
-    for child in root.iterchildren():
-        tag = child.tag
-        if tag == "devices":
-            view["interfaces"] = list(child.iterchildren("interface"))
-        elif tag in view and view[tag] is None:
-            view[tag] = child
-    view["vcpu"] = view["vcpu"].text if view["vcpu"] is not None else None
-    return view
-
-
-def _metadata(el: Any) -> dict[str, Any]:
-    """The collection's metadata (the spec's ``metadata`` key) in a domain's ``<metadata>`` element, or {}."""
-    if el is None or not len(el):
-        return {}
-    # the guest spec's module (~12 ms to import) only where a domain has metadata at all
-    from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_model import METADATA_NS
-    meta = el.find("{%s}metadata" % METADATA_NS)
+def _metadata(root: Any) -> dict[str, Any]:
+    """The collection's metadata (the spec's ``metadata`` key) stored in the domain XML, or {}."""
+    meta = root.find("metadata/{%s}metadata" % METADATA_NS)
     if meta is None or not meta.text:
         return {}
     try:
@@ -485,8 +444,8 @@ def wait_for_agent(host: Any, guest: Any, timeout: float = 120) -> dict[str, Any
     if guest.get_agent_state() is None:
         raise InvalidSpec("wait_for", "domain '%s' has no guest agent channel (a virtio channel named "
                           "org.qemu.guest_agent.0) to wait on" % guest.name)
-    seconds, via = host.wait_for_agent(guest, timeout)
-    return {"what": "agent", "seconds": round(seconds, 3), "via": via}
+    seconds = host.wait_for_agent(guest, timeout)
+    return {"what": "agent", "seconds": round(seconds, 3)}
 
 
 def wait(host: Any, guest: Any, what: str, timeout: float, source: str = "lease", family: str | None = None,

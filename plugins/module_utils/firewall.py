@@ -14,18 +14,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     InvalidSpec,
     NotFound,
     OperationFailed,
 )
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import Dict, Enum, List, Str
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
 
 ACTIONS = ("drop", "reject", "accept", "return", "continue")
 DIRECTIONS = ("in", "out", "inout")
+RULE_KEYS = ("action", "direction", "priority", "statematch")
 DEFAULT_RULE_PRIORITY = 500
 _STP_VALIDATE_MAX = 6  # libxml2 needs 2^n steps for n stp attributes (non-interleaved optionals)
 
@@ -117,76 +116,56 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
-class _Priority:
-    """A rule's priority: an integer from -1000 to 1000."""
-
-    def norm(self, value: Any, path: str) -> int:
-        if isinstance(value, (bool, float)) or not _INT_RE.match(str(value)) or not -1000 <= int(value) <= 1000:
-            raise InvalidSpec(path, "%r is not an integer from -1000 to 1000" % (value,))
-        return int(value)
-
-
-class _StateMatch:
-    def norm(self, value: Any, path: str) -> bool:
-        return _statematch(value, path)
-
-
-class _Value:
-    """A match attribute's value (checked against nwfilter.rng with the whole filter)."""
-
-    def norm(self, value: Any, path: str) -> Any:
-        if isinstance(value, (dict, list)):
-            raise InvalidSpec(path, "expected a single value, got %s" % type(value).__name__)
-        if isinstance(value, str):
-            xmlutil.check_text(value, path)
-        return value
-
-
-class _Parameters:
-    def norm(self, value: Any, path: str) -> dict[str, Any]:
-        _params_items(value, path)
-        return value
-
-
-def _hyphenated(value: Any, _path: str) -> Any:
-    """snake_case keys (connlimit_above, tcp_ipv6) are accepted for libvirt's hyphenated names."""
-    return {_attr_name(k): ({} if v is None and _attr_name(k) in PROTOCOLS else v) for k, v in value.items()} \
-        if isinstance(value, dict) else value
-
-
-def _one_protocol(rule: dict[str, Any], path: str) -> dict[str, Any]:
-    for key, allowed in (("action", ACTIONS), ("direction", DIRECTIONS)):
-        if key not in rule:
-            raise InvalidSpec("%s.%s" % (path, key), "required: one of %s" % ", ".join(allowed))
-    protocols = [k for k in rule if k in PROTOCOLS]
-    if len(protocols) > 1:
-        raise InvalidSpec("%s.%s" % (path, protocols[1]), "a rule matches one protocol, it already has %s" % protocols[0])
-    return rule
-
-
-_NAME = Str(_NAME_RE, "a valid filter name (letters, digits, '_', '-', '.'; not starting with a digit or '-')")
-# One structured rule: action, direction, priority, statematch and at most one protocol with its attributes.
-_RULE = Dict(dict({"action": Enum(*ACTIONS), "direction": Enum(*DIRECTIONS), "priority": _Priority(),
-                   "statematch": _StateMatch()},
-                  **{proto: Dict({a: _Value() for a in attrs}, pre=_hyphenated) for proto, attrs in PROTOCOLS.items()}),
-             pre=_hyphenated, post=_one_protocol)
-_FILTERREF = Dict({"filter": _NAME, "parameters": _Parameters()}, required=("filter",),
-                  pre=lambda value, _path: {"filter": value} if isinstance(value, str) else value)
-
-
 def _check_filter_name(name: Any, path: str) -> str:
-    if not isinstance(name, str):
-        raise InvalidSpec(path, "%r is not a valid filter name" % (name,))
-    return _NAME.norm(name, path)
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InvalidSpec(path, "%r is not a valid filter name (letters, digits, '_', '-', '.'; "
+                                "not starting with a digit or '-')" % (name,))
+    return name
 
 
 def _check_rule(rule: Any, path: str) -> tuple[str | None, dict[str, Any]]:
-    """Validate one structured rule (the rule schema); return (protocol, attributes)."""
+    """Validate one structured rule's keys; return (protocol, attributes)."""
     if not isinstance(rule, dict):
         raise InvalidSpec(path, "a rule is a dict with action, direction and one protocol")
-    out = _RULE.norm(rule, path)
-    protocol = next((k for k in out if k in PROTOCOLS), None)
-    return protocol, (out[protocol] if protocol else {})
+    protocol = None
+    for key in rule:
+        if key in RULE_KEYS:
+            continue
+        proto = str(key).replace("_", "-")
+        if proto not in PROTOCOLS:
+            raise InvalidSpec("%s.%s" % (path, key), "unknown rule key or protocol; allowed keys: %s; "
+                              "protocols: %s" % (", ".join(RULE_KEYS), ", ".join(PROTOCOLS)))
+        if protocol is not None:
+            raise InvalidSpec("%s.%s" % (path, key), "a rule matches one protocol, it already has %s"
+                              % protocol)
+        protocol = proto
+    for key, allowed in (("action", ACTIONS), ("direction", DIRECTIONS)):
+        if rule.get(key) not in allowed:
+            raise InvalidSpec("%s.%s" % (path, key), "%r is not one of %s" % (rule.get(key), ", ".join(allowed)))
+    prio = rule.get("priority")
+    if prio is not None and (isinstance(prio, (bool, float)) or not _INT_RE.match(str(prio))
+                             or not -1000 <= int(prio) <= 1000):
+        raise InvalidSpec("%s.priority" % path, "%r is not an integer from -1000 to 1000" % (prio,))
+    _statematch(rule.get("statematch"), "%s.statematch" % path)
+    attrs: dict[str, Any] = {}
+    if protocol is not None:
+        raw = rule[next(k for k in rule if k not in RULE_KEYS)]
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise InvalidSpec("%s.%s" % (path, protocol), "the match attributes are a dict")
+        allowed = PROTOCOLS[protocol]
+        for key, value in raw.items():
+            name = _attr_name(key)
+            if name not in allowed:
+                raise InvalidSpec("%s.%s.%s" % (path, protocol, key), "unknown attribute for %s; allowed: %s"
+                                  % (protocol, ", ".join(_key_name(a) for a in allowed)))
+            if value is None:
+                continue
+            if isinstance(value, str):
+                xmlutil.check_text(value, "%s.%s.%s" % (path, protocol, key))
+            attrs[name] = value
+    return protocol, attrs
 
 
 def _statematch(value: Any, path: str = "statematch") -> bool:
@@ -238,7 +217,20 @@ def _normalise_filterrefs(filterrefs: Any, path: str = "filterrefs") -> list[dic
         return []
     if not isinstance(filterrefs, (list, tuple)):
         raise InvalidSpec(path, "a list of filter names or {filter, parameters} dicts")
-    return [dict({"parameters": {}}, **ref) for ref in List(_FILTERREF).norm(list(filterrefs), path)]
+    out = []
+    for i, ref in enumerate(filterrefs):
+        p = "%s[%d]" % (path, i)
+        if isinstance(ref, str):
+            ref = {"filter": ref}
+        if not isinstance(ref, dict):
+            raise InvalidSpec(p, "a filter name or a dict with filter and parameters")
+        unknown = set(ref) - {"filter", "parameters"}
+        if unknown:
+            raise InvalidSpec("%s.%s" % (p, sorted(unknown)[0]), "unknown key; allowed: filter, parameters")
+        _check_filter_name(ref.get("filter"), "%s.filter" % p)
+        _params_items(ref.get("parameters"), "%s.parameters" % p)
+        out.append({"filter": ref["filter"], "parameters": ref.get("parameters") or {}})
+    return out
 
 
 def _build(name: str, rules: list, filterrefs: list, chain: str | None, priority: Any,
@@ -380,18 +372,13 @@ def parse_filter(xml: str | Any) -> dict[str, Any]:
     return spec
 
 
-# A variable's first value: libvirt stores $B[@0] as $B.
-_FIRST_OF_VAR_RE = re.compile(r"\[@0\]$")
-
-
 def _norm_value(attr: str, value: Any) -> Any:
-    """One attribute value in the form libvirt stores it: case, whitespace, hex/decimal, symbols, MACs in
-    full (``1:2:3:4:5:6`` is ``01:02:03:04:05:06``), a netmask as its prefix (``255.255.255.255`` is 32)."""
+    """One attribute value in a comparable form: case, whitespace, hex/decimal, symbols."""
     if isinstance(value, bool):
         value = "yes" if value else "no"
     text = str(value).strip()
     if text.startswith("$"):
-        return _FIRST_OF_VAR_RE.sub("", re.sub(r"\s+", "", text))
+        return re.sub(r"\s+", "", text)
     if attr in _CASE_SENSITIVE:
         return text
     low = text.lower()
@@ -399,11 +386,7 @@ def _norm_value(attr: str, value: Any) -> Any:
         return _SYMBOLS[attr][low]
     if attr in ("match", "gratuitous") and low in _BOOLEANS:
         return _BOOLEANS[low]
-    if attr.endswith("ipmask") and model.mask_prefix(low) is not None:
-        return model.mask_prefix(low)
-    if model.mac(low) is not None:
-        return model.mac(low)
-    try:  # libvirt reads nwfilter numbers as decimal, else as hex (0x optional)
+    try:
         return int(low, 16) if low.startswith("0x") else int(low)
     except ValueError:
         return low
@@ -436,30 +419,9 @@ def canonical_filter(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def filter_differences(desired: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
-    """What differs between two structured filters, as ``{path, before, after}`` records of their canonical
-    forms (libvirt's defaults filled in, values as libvirt stores them, uuid ignored)."""
-    want, have = canonical_filter(desired), canonical_filter(current)
-    out = [difference(key, have[key], want[key]) for key in ("chain", "priority", "filterrefs") if want[key] != have[key]]
-    for i in range(max(len(want["rules"]), len(have["rules"]))):
-        w = want["rules"][i] if i < len(want["rules"]) else None
-        h = have["rules"][i] if i < len(have["rules"]) else None
-        if w is not None and h is not None and w[:5] == h[:5]:  # the same rule head: name the attributes
-            wa, ha = dict(w[5]), dict(h[5])
-            out.extend(difference("rules[%d].%s.%s" % (i, w[4], _key_name(k)), ha.get(k), wa.get(k))
-                       for k in sorted(set(wa) | set(ha)) if wa.get(k) != ha.get(k))
-        elif w != h:
-            out.append(difference("rules[%d]" % i, h, w))
-    return out
-
-
 def filters_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Two structured filters mean the same to libvirt (uuid ignored)."""
-    return not filter_differences(a, b)
-
-
-def _shown(value: Any) -> str:
-    return "nothing" if value is None else str(value)
+    return canonical_filter(a) == canonical_filter(b)
 
 
 def _refs_of(xml: str) -> list[str]:
@@ -469,12 +431,10 @@ def _refs_of(xml: str) -> list[str]:
 class NWFilterFirewall:
     """libvirt network filters through one Host: build, define, undefine, who uses what."""
 
-    def __init__(self, host: Any, prefix: str = "hvl-instance", check_mode: bool = False) -> None:
+    def __init__(self, host: Any, prefix: str = "hvl-instance") -> None:
         self._host = host
         self.prefix = prefix
-        self.plan = Plan(host, check_mode)  # every change is recorded; run only when not in check mode
         self.warnings: list[str] = []  # set by define_filter for the caller to pass on
-        self.differences: list[dict[str, Any]] = []  # set by define_filter: what the existing filter differed in
 
     @property
     def host(self) -> Any:
@@ -520,8 +480,10 @@ class NWFilterFirewall:
         return [ref["filter"] for ref in _normalise_filterrefs(filterrefs) if not self.filter_exists(ref["filter"])]
 
     # ------------------------------------------------------------------ define / undefine
-    def _define(self, xml: str) -> None:
-        """The one mutating call of define_filter (through the plan: nothing in check mode)."""
+    def _define(self, xml: str, check_mode: bool) -> None:
+        """The one mutating call of define_filter; does nothing in check mode."""
+        if check_mode:
+            return
         flags = getattr(libvirt, "VIR_NWFILTER_DEFINE_VALIDATE", 0)
         if any(len(stp.attrib) > _STP_VALIDATE_MAX for stp in xmlutil.parse(xml).iter("stp")):
             # libvirt's RelaxNG check of many stp attributes takes minutes and holds the
@@ -532,11 +494,11 @@ class NWFilterFirewall:
             if hasattr(conn, "nwfilterDefineXMLFlags"):
                 return conn.nwfilterDefineXMLFlags(xml, flags)
             return conn.nwfilterDefineXML(xml)  # pragma: no cover - libvirt < 7.7
-        self.plan.act("define", lambda: self._host.call("defining nwfilter", define))
+        self._host.call("defining nwfilter", define)
 
     def define_filter(self, name: str, rules: list | None = None, filterrefs: list | None = None,
                       chain: str | None = None, priority: int | None = None, xml: str | None = None,
-                      check_refs: bool = True) -> tuple[bool, str | None, str]:
+                      check_mode: bool = False, check_refs: bool = True) -> tuple[bool, str | None, str]:
         """Make the filter exist as described; returns (changed, before_xml, after_xml).
 
         ``xml`` replaces the structured arguments. An existing filter keeps its
@@ -560,11 +522,9 @@ class NWFilterFirewall:
                 raise InvalidSpec("filterrefs", "filter(s) %s do not exist on %s; define them first"
                                   % (", ".join("'%s'" % m for m in missing), self._host.uri))
         before = self.get_filter_xml(name)
-        self.warnings, self.differences = [], []
         if before is not None:
             current = parse_filter(before)
-            self.differences = filter_differences(desired, current)
-            if not self.differences:
+            if filters_equal(desired, current):
                 return False, before, before
             # An omitted chain is the documented default, root, like every omitted option (libvirt moves
             # a filter to another chain in place, also while guests use it, as long as the UUID is kept).
@@ -575,15 +535,16 @@ class NWFilterFirewall:
                 priority = current["priority"]
             element = filter_config(name, rules, filterrefs, chain, priority, uuid=current["uuid"])
         after = xmlutil.to_string(element)
-        self._define(after)
-        if not self.plan.check_mode:
+        self._define(after, check_mode)
+        self.warnings = []
+        if not check_mode:
             after = self.get_filter_xml(name) or after
-            unlike = filter_differences(desired, parse_filter(after))
-            if unlike:
+            stored = parse_filter(after)
+            if not filters_equal(desired, stored):
                 self.warnings.append(
-                    "libvirt stored nwfilter '%s' differently from the request, so the next run will redefine it: %s"
-                    % (name, "; ".join("%s: requested %s, stored %s" % (d["path"], _shown(d["after"]), _shown(d["before"]))
-                                       for d in unlike)))
+                    "libvirt stored nwfilter '%s' differently from the request (it ignores some attributes, e.g. "
+                    "ipset on some protocols); the next run will redefine it. Stored rules: %s"
+                    % (name, stored["rules"]))
         return True, before, after
 
     def filter_users(self, name: str, filters: dict[str, str] | None = None) -> list[dict[str, str]]:
@@ -641,7 +602,13 @@ class NWFilterFirewall:
         """Readable descriptions of everything that uses the filter (empty: free to remove)."""
         return [u["detail"] for u in self.filter_users(name)]
 
-    def undefine_filter(self, name: str, force: bool = False) -> tuple[bool, str | None]:
+    def _undefine(self, nwf: Any, name: str, check_mode: bool) -> None:
+        """The one mutating call of undefine_filter; does nothing in check mode."""
+        if not check_mode:
+            self._host.call("removing nwfilter '%s'" % name, lambda _c: nwf.undefine())
+
+    def undefine_filter(self, name: str, force: bool = False,
+                        check_mode: bool = False) -> tuple[bool, str | None]:
         """Remove the filter unless something uses it; returns (changed, before_xml).
 
         ``force`` removes it although other filters or defined domains refer
@@ -656,7 +623,7 @@ class NWFilterFirewall:
             raise OperationFailed("nwfilter '%s' on %s is in use by %s; remove those references first or set force"
                                   % (name, self._host.uri, "; ".join(u["detail"] for u in users)), uri=self._host.uri)
         try:
-            self.plan.act("undefine", lambda: self._host.call("removing nwfilter '%s'" % name, lambda _c: nwf.undefine()))
+            self._undefine(nwf, name, check_mode)
         except OperationFailed as exc:
             if users:
                 raise OperationFailed("%s (libvirt refuses to remove a filter running guests use, even with force)"
@@ -696,18 +663,20 @@ class NWFilterFirewall:
 
     def setup_basic_filtering(self, guest_name: str, mac: str | None = None, ip: Any = None,
                               allow_dhcp: bool = True, dhcp_server: str | None = None,
-                              rules: list | None = None, filterrefs: list | None = None) -> dict[str, Any]:
+                              rules: list | None = None, filterrefs: list | None = None,
+                              check_mode: bool = False) -> dict[str, Any]:
         """Define the guest's base filter; returns {name, changed, before, after}.
 
         Point the guest's interface at it with ``<filterref filter='{name}'/>``.
         """
         spec = self.instance_filter_spec(guest_name, mac, ip, allow_dhcp, dhcp_server, rules, filterrefs)
         changed, before, after = self.define_filter(spec["name"], spec["rules"], spec["filterrefs"],
-                                                    spec["chain"])
+                                                    spec["chain"], check_mode=check_mode)
         return {"name": spec["name"], "changed": changed, "before": before, "after": after}
 
-    def unfilter_instance(self, guest_name: str, mac: str | None = None, force: bool = False) -> dict[str, Any]:
+    def unfilter_instance(self, guest_name: str, mac: str | None = None, force: bool = False,
+                          check_mode: bool = False) -> dict[str, Any]:
         """Remove the guest's base filter (after the guest stopped using it)."""
         name = self.instance_filter_name(guest_name, mac)
-        changed, before = self.undefine_filter(name, force=force)
+        changed, before = self.undefine_filter(name, force=force, check_mode=check_mode)
         return {"name": name, "changed": changed, "before": before, "after": None}

@@ -16,11 +16,10 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import kvmprobe
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     ConnectionFailed,
     HypervisorError,
@@ -30,6 +29,22 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     is_connection_error,
     translate,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest
+
+# virDomainState -> name used in facts, module results and wait_for_lifecycle. It lives here,
+# not in guest.py, so that importing Host does not import guest.py and its XML construction:
+# fact gathering never needs it, and its import time is paid on every host_facts run.
+STATE_NAMES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown", 5: "shutoff",
+               6: "crashed", 7: "pmsuspended"}
+
+
+def _guest_class() -> Any:
+    """guest.Guest, imported on first use (see STATE_NAMES)."""
+    from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest import Guest
+    return Guest
+
 
 DEFAULT_URI = "qemu:///system"
 # A refused socket (libvirtd restarting) is tried this often, this many seconds apart.
@@ -102,11 +117,6 @@ AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 # virDomainInterfaceAddresses sources, by the names modules use.
 ADDRESS_SOURCES = ("lease", "agent", "arp")
-# libvirt's ARP source on kernels that close the neighbour dump in its last datagram (see Host._arp_from_proc)
-ARP_NETLINK_BUG = "wrong nlmsg len"
-PROC_ARP = "/proc/net/arp"
-ARP_READ_LIMIT = 4 * 1024 * 1024  # bytes of PROC_ARP read at most (~50,000 entries)
-ATF_COM = 0x2  # a complete entry (the kernel's NUD_VALID states) in PROC_ARP's flags
 
 
 class ConnectionEvent:
@@ -416,10 +426,10 @@ class Host:
         0.1 s otherwise. Raises ``Timeout`` after ``timeout`` seconds.
         """
         wanted = set(states)
-        unknown = wanted - set(Guest.STATE_NAMES.values()) - {"undefined"}
+        unknown = wanted - set(STATE_NAMES.values()) - {"undefined"}
         if unknown:
             raise HypervisorError("unknown domain state(s): %s" % ", ".join(sorted(unknown)))
-        guest = domain if isinstance(domain, Guest) else self.get_guest(
+        guest = domain if isinstance(domain, _guest_class()) else self.get_guest(
             **({"uuid": domain} if _looks_like_uuid(domain) else {"name": domain}))
         entry = self._add_waiter(guest.uuid)
         _uuid, cond, seen = entry
@@ -462,27 +472,23 @@ class Host:
         """initialize() was called: lifecycle and agent events reach waiters."""
         return self._initialized
 
-    def wait_for_agent(self, guest: "Guest", timeout: float) -> tuple[float, str]:
-        """Wait until the guest agent's channel of ``guest`` is connected; (seconds waited, what said so).
+    def wait_for_agent(self, guest: "Guest", timeout: float) -> float:
+        """Wait until the guest agent's channel of ``guest`` is connected; returns the seconds waited.
 
         Event-driven (libvirt's agent lifecycle event) after ``initialize()``;
         the live XML's channel state is read once first, and again after each
-        event or, without events, every 0.2 s. What said so: ``already`` (the
-        first read), ``event`` (an agent event), ``xml`` (a read after an
-        event) or ``poll`` (a read without events). ``Timeout`` says what the
+        event or, without events, every 0.2 s. ``Timeout`` says what the
         channel was the last time it was read.
         """
         start = time.monotonic()
         deadline = start + timeout
         entry = self._add_waiter(guest.uuid)
         _uuid, cond, seen = entry
-        first = True
         try:
             while True:
                 state = guest.get_agent_state()
                 if state == "connected":
-                    return time.monotonic() - start, "already" if first else ("xml" if self._initialized else "poll")
-                first = False
+                    return time.monotonic() - start
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise Timeout("the guest agent of domain '%s' on %s did not connect within %gs (%s)"
@@ -492,11 +498,11 @@ class Host:
                         cond.wait(min(remaining, 0.2 if not self._initialized else remaining))
                     events, seen[:] = [e for e in seen if isinstance(e, AgentEvent)], []
                 if events and events[-1].connected:
-                    return time.monotonic() - start, "event"
+                    return time.monotonic() - start
         finally:
             self._remove_waiter(entry)
 
-    def _current_state(self, guest: Guest) -> str:
+    def _current_state(self, guest: "Guest") -> str:
         try:
             return guest.get_state()
         except NotFound:
@@ -511,11 +517,12 @@ class Host:
             doms = [d for d in doms if d.ID() != 0 or d.name() != "Domain-0"]
         return doms
 
-    def list_guests(self, only_running: bool = False, only_guests: bool = True) -> list[Guest]:
+    def list_guests(self, only_running: bool = False, only_guests: bool = True) -> list["Guest"]:
         """Every domain as a Guest, in one ``listAllDomains`` call."""
-        return [Guest(d, host=self) for d in self.list_instance_domains(only_running, only_guests)]
+        guest_class = _guest_class()
+        return [guest_class(d, host=self) for d in self.list_instance_domains(only_running, only_guests)]
 
-    def get_guest(self, name: str | None = None, uuid: str | None = None) -> Guest:
+    def get_guest(self, name: str | None = None, uuid: str | None = None) -> "Guest":
         """The Guest with this name or UUID, or ``NotFound``."""
         if bool(name) == bool(uuid):
             raise HypervisorError("get_guest needs exactly one of name or uuid")
@@ -523,7 +530,7 @@ class Host:
             dom = self.call("looking up domain '%s'" % name, lambda c: c.lookupByName(name))
         else:
             dom = self.call("looking up domain %s" % uuid, lambda c: c.lookupByUUIDString(uuid))
-        return Guest(dom, host=self)
+        return _guest_class()(dom, host=self)
 
     def domain_exists(self, name: str) -> bool:
         try:
@@ -532,12 +539,12 @@ class Host:
         except NotFound:
             return False
 
-    def write_instance_config(self, xml: str, validate: bool = True) -> Guest:
+    def write_instance_config(self, xml: str, validate: bool = True) -> "Guest":
         """Define (or redefine) a domain from XML; libvirt validates it against its schema."""
         def define(conn: Any) -> Any:
             flags = libvirt.VIR_DOMAIN_DEFINE_VALIDATE if validate else 0
             return conn.defineXMLFlags(xml, flags)
-        return Guest(self.call("defining a domain", define), host=self)
+        return _guest_class()(self.call("defining a domain", define), host=self)
 
     def _persistence_sets(self) -> tuple[set[str], set[str]]:
         """UUIDs of transient and of autostarted domains: two listAllDomains calls, short lists usually."""
@@ -554,7 +561,7 @@ class Host:
                         | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_BLOCK
                         | libvirt.VIR_DOMAIN_STATS_INTERFACE)
 
-    def domain_records(self, guests: list[Guest] | None = None, stats: int | None = None) -> list[dict[str, Any]]:
+    def domain_records(self, guests: list["Guest"] | None = None, stats: int | None = None) -> list[dict[str, Any]]:
         """One record per domain (all, or ``guests``) from bulk calls: the domain, its stats, state, flags.
 
         ``getAllDomainStats`` (or ``domainListGetStats`` for a list) and the two
@@ -581,7 +588,7 @@ class Host:
                     "reading domain '%s'" % dom.name(), lambda _c, d=dom: d.state())
             records.append({
                 "domain": dom, "name": dom.name(), "uuid": uuid, "id": dom.ID() if dom.ID() >= 0 else None,
-                "state": Guest.STATE_NAMES.get(st["state.state"], "unknown"), "state_reason": st.get("state.reason", 0),
+                "state": STATE_NAMES.get(st["state.state"], "unknown"), "state_reason": st.get("state.reason", 0),
                 "persistent": uuid not in transient, "autostart": uuid in autostart, "stats": st,
             })
         return records
@@ -590,11 +597,9 @@ class Host:
         """UUID -> XML of each virDomain (None when it vanished meanwhile).
 
         libvirt has no bulk call for domain XML, so this is one ``XMLDesc`` per
-        domain. For a remote URI they are sent from a few threads at once over
-        the one connection (libvirt's RPC client multiplexes them), so it pays
-        the round trip once per batch rather than once per domain; over a local
-        socket a call (~0.15 ms) costs less than handing it to a thread, so
-        they go one after the other.
+        domain; they are sent from a few threads at once over the one
+        connection (libvirt's RPC client multiplexes them), so remote URIs pay
+        the round trip once per batch rather than once per domain.
         """
         def one(dom: Any) -> tuple[str, str | None]:
             try:
@@ -602,7 +607,7 @@ class Host:
                                                    lambda _c: dom.XMLDesc(flags))
             except NotFound:
                 return dom.UUIDString(), None
-        if len(domains) <= 1 or workers <= 1 or self.is_local():
+        if len(domains) <= 1 or workers <= 1:
             return dict(one(d) for d in domains)
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(max_workers=min(workers, len(domains))) as pool:
@@ -640,7 +645,7 @@ class Host:
                 })
         return by_mac
 
-    def interface_addresses(self, guest: Guest, source: str) -> dict[str, list[dict[str, Any]]]:
+    def interface_addresses(self, guest: "Guest", source: str) -> dict[str, list[dict[str, Any]]]:
         """Lower-case MAC -> addresses of one domain from ``source`` (lease, agent or arp).
 
         libvirt's virDomainInterfaceAddresses has no bulk form; the caller uses
@@ -649,12 +654,7 @@ class Host:
         flag = {"lease": libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
                 "agent": libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
                 "arp": libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP}[source]
-        try:
-            raw = guest.call_domain("reading the %s addresses of" % source, lambda d: d.interfaceAddresses(flag))
-        except OperationFailed as exc:
-            if source != "arp" or ARP_NETLINK_BUG not in str(exc):
-                raise
-            return self._arp_from_proc(guest, exc)
+        raw = guest.call_domain("reading the %s addresses of" % source, lambda d: d.interfaceAddresses(flag))
         out: dict[str, list[dict[str, Any]]] = {}
         for ifname, data in (raw or {}).items():
             mac = (data.get("hwaddr") or "").lower()
@@ -663,39 +663,6 @@ class Host:
                     "address": a.get("addr"), "prefix": a.get("prefix"),
                     "family": "ipv6" if a.get("type") == 1 else "ipv4", "interface": ifname,
                 })
-        return out
-
-    def _arp_from_proc(self, guest: "Guest", exc: OperationFailed) -> dict[str, list[dict[str, Any]]]:
-        """The ARP source where libvirt's own reader fails: this machine's IPv4 neighbour table, by MAC.
-
-        libvirt up to 9.x reads the kernel's neighbour dump in one datagram and
-        checks every message's length against a neighbour entry before looking
-        at its type; kernels that put the dump's closing NLMSG_DONE into that
-        same datagram (6.x) make it fail with "wrong nlmsg len". The table it
-        wanted is the kernel's, which ``/proc/net/arp`` lists too (complete
-        entries only, one bounded read) - but only on the hypervisor itself.
-        """
-        if not self.is_local():
-            raise OperationFailed(
-                "libvirt on %s cannot read its ARP table (%s: its netlink reader rejects this kernel's neighbour "
-                "dump); use address_source lease or agent, or run the module on the hypervisor"
-                % (self._uri, ARP_NETLINK_BUG), uri=self._uri) from exc
-        try:
-            with open(PROC_ARP, encoding="ascii", errors="replace") as f:
-                lines = f.read(ARP_READ_LIMIT).splitlines()[1:]
-        except OSError as err:
-            raise OperationFailed("libvirt's ARP source fails here (%s) and %s cannot be read either: %s"
-                                  % (ARP_NETLINK_BUG, PROC_ARP, err), uri=self._uri) from exc
-        macs = {(i.get("mac") or "").lower(): i.get("target") for i in guest.get_interfaces()}
-        out: dict[str, list[dict[str, Any]]] = {}
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 6 or not int(fields[2], 16) & ATF_COM:
-                continue
-            mac = fields[3].lower()
-            if mac in macs:
-                out.setdefault(mac, []).append({"address": fields[0], "prefix": 0, "family": "ipv4",
-                                                "interface": macs[mac]})
         return out
 
     def get_domain_info(self) -> list[dict[str, Any]]:
@@ -722,7 +689,7 @@ class Host:
                 "name": dom.name(),
                 "uuid": uuid,
                 "id": dom.ID() if dom.ID() >= 0 else None,
-                "state": Guest.STATE_NAMES.get(state, "unknown"),
+                "state": STATE_NAMES.get(state, "unknown"),
                 "persistent": uuid not in transient,
                 "autostart": uuid in autostart,
                 "vcpus": vcpus,

@@ -5,12 +5,8 @@
 Changes reach existing networks (community.libvirt's virt_net leaves them
 alone): DHCP hosts and ranges through ``virNetworkUpdate`` on the live and
 persistent config at once, everything else by redefining the persistent
-config and reporting (or doing, when asked) the restart it needs. What the
-spec does not model (routes, port groups, DNS TXT and SRV records, TFTP,
-bandwidth, …) is kept verbatim under ``preserved``, so XML -> spec -> XML
-loses nothing. Input is checked with the guest spec's schema types, the
-comparison is ``model.same`` over declared fields, every change goes through
-``plan.Plan.act``. No Ansible imports; every libvirt call goes through ``Host.call``.
+config and reporting (or doing, when asked) the restart it needs. No Ansible
+imports; every libvirt call goes through ``Host.call``.
 """
 
 from __future__ import annotations
@@ -20,230 +16,164 @@ import ipaddress
 import re
 from typing import Any, Callable
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (
-    IFNAME_RE, Bool, Dict, Either, Enum, Int, List, Str,
-)
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import IFNAME_RE
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     HypervisorError,
     InvalidSpec,
     NotFound,
     OperationFailed,
 )
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
 
-FORWARD_MODES = ("none", "isolated", "nat", "route", "bridge", "open", "private", "vepa", "passthrough", "hostdev")
+FORWARD_MODES = ("none", "isolated", "nat", "route", "bridge", "open")
 L3_MODES = ("none", "nat", "route", "open")  # libvirt's own bridge: name, stp, delay, mac, mtu
 STATES = ("present", "active", "inactive", "absent")
-SPEC_KEYS = ("name", "forward", "bridge", "mtu", "mac", "domain", "dns", "ips", "ip", "preserved")
-# Attributes of a running network's XML that are state, not definition.
-RUNTIME_ATTRIBUTES = ("connections",)
+SPEC_KEYS = ("name", "forward", "bridge", "mtu", "mac", "domain", "dns", "ips", "ip")
 
 
 # ---------------------------------------------------------------------- spec checking
-class _Addr:
-    """An IP address (of one family when given), in its canonical text."""
-
-    def __init__(self, family: int | None = None) -> None:
-        self.family = family
-
-    def norm(self, value: Any, path: str) -> str:
-        try:
-            ip = ipaddress.ip_address(str(value))
-        except ValueError:
-            raise InvalidSpec(path, "%r is not an IP address" % (value,))
-        if self.family and ip.version != self.family:
-            raise InvalidSpec(path, "%s is not an IPv%d address" % (value, self.family))
-        return str(ip)
+def _dict(value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidSpec(path, "expected a dict with %s" % ", ".join(allowed))
+    for key in value:
+        if key not in allowed:
+            raise InvalidSpec("%s.%s" % (path, key), "unknown key; allowed: %s" % ", ".join(allowed))
+    return value
 
 
-class _Preserved:
-    """The ``preserved`` key: what the spec does not model, as ``parse_network`` returned it."""
+def _addr(value: Any, path: str, family: int | None = None) -> str:
+    try:
+        ip = ipaddress.ip_address(str(value))
+    except ValueError:
+        raise InvalidSpec(path, "%r is not an IP address" % (value,))
+    if family and ip.version != family:
+        raise InvalidSpec(path, "%s is not an IPv%d address" % (value, family))
+    return str(ip)
 
-    def norm(self, value: Any, path: str) -> str:
-        if not isinstance(value, str):
-            raise InvalidSpec(path, "expected the XML text parse_network returned")
-        root = xmlutil.parse(value, path)
-        if root.tag != "network":
-            raise InvalidSpec(path, "the root element must be <network>, not <%s>" % root.tag)
-        return value
+
+def _mac(value: Any, path: str) -> str:
+    text = str(value).lower()
+    parts = text.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
+        raise InvalidSpec(path, "%r is not a MAC address (aa:bb:cc:dd:ee:ff)" % (value,))
+    return text
 
 
 # A DHCP or DNS host name: RFC 1123 labels joined by dots (what dnsmasq takes as a name, nothing else).
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-_HOSTNAME_WHAT = "a host name (letters, digits and '-' in dot-separated labels of at most 63 characters)"
 # A network name libvirt can hold in a file name and in XML: no '/', no control characters.
 _NET_NAME_RE = re.compile(r"^[^/\x00-\x1f\x7f]+$")
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_DUID_RE = re.compile(r"^[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{1,2})*$")
-_IFNAME = Str(IFNAME_RE, "a Linux interface name (at most 15 characters, letters, digits, '_', '.', '-' and ':')")
-_MAC = Str(_MAC_RE, "a MAC address (aa:bb:cc:dd:ee:ff)", lower=True)
-_LEASE = Dict({"expiry": Int(), "unit": Enum("seconds", "minutes", "hours")}, required=("expiry",))
 
 
-def _named(key: str) -> Callable[[Any, str], Any]:
-    """A section given as one string stands for its ``key`` (``forward: nat``, ``bridge: br0``)."""
-    def pre(value: Any, _path: str) -> Any:
-        return {key: value} if isinstance(value, str) else value
-    return pre
+def _hostname(value: Any, path: str) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if isinstance(value, (bool, dict, list)) or not _HOSTNAME_RE.match(text):
+        raise InvalidSpec(path, "%r is not a host name (letters, digits and '-' in dot-separated labels of at most "
+                          "63 characters)" % (value,))
+    return text
 
 
-def _one_or_list(value: Any, _path: str) -> Any:
-    return [value] if isinstance(value, str) else value
+def _list(value: Any, path: str, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidSpec(path, "expected a list of %s, got %r" % (what, value))
+    return value
 
 
-def _post_ip(ip: dict[str, Any], path: str, strict: bool) -> dict[str, Any]:
-    """One ``ips`` entry, normalised: family, address, prefix or netmask as given, DHCP ranges and hosts.
+def _bool(value: Any, path: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("yes", "on", "true", "1"):
+        return True
+    if text in ("no", "off", "false", "0"):
+        return False
+    raise InvalidSpec(path, "%r is not a boolean" % (value,))
+
+
+def _int(value: Any, path: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidSpec(path, "%r is not an integer" % (value,))
+    if isinstance(value, bool) or not low <= number <= high:
+        raise InvalidSpec(path, "%r is not within %d..%d" % (value, low, high))
+    return number
+
+
+def _check_ip(ip: Any, path: str, strict: bool = True) -> dict[str, Any]:
+    """One ``ips`` entry, normalised: family, address, prefix, dhcp ranges and hosts.
 
     ``strict`` (user input) also refuses what libvirt's define accepts but its
     in-place updates (``virNetworkUpdate``) refuse: two ranges alike, and two
     hosts sharing a MAC, a name or an IP.
     """
-    address = ip["address"]
+    ip = _dict(ip, path, ("address", "prefix", "netmask", "family", "dhcp"))
+    if "address" not in ip:
+        raise InvalidSpec("%s.address" % path, "required")
+    family_name = ip.get("family")
+    if family_name not in (None, "ipv4", "ipv6"):
+        raise InvalidSpec("%s.family" % path, "%r is not ipv4 or ipv6" % family_name)
+    address = _addr(ip["address"], "%s.address" % path, {"ipv4": 4, "ipv6": 6}.get(family_name or ""))
     version = ipaddress.ip_address(address).version
-    if ip.get("family") and ip["family"] != "ipv%d" % version:
-        raise InvalidSpec("%s.address" % path, "%s is not an %s address" % (address, ip["family"].replace("ipv", "IPv")))
     if ip.get("prefix") is not None and ip.get("netmask") is not None:
         raise InvalidSpec(path, "give prefix or netmask, not both")
-    netmask = ip.get("netmask")
-    if netmask is not None:
+    if ip.get("netmask") is not None:
         if version != 4:
             raise InvalidSpec("%s.netmask" % path, "netmask is for IPv4; use prefix")
-        if model.mask_prefix(netmask) is None or "." not in netmask:
-            raise InvalidSpec("%s.netmask" % path, "%r is not a netmask" % netmask)
-    if ip.get("prefix") is not None and ip["prefix"] > (32 if version == 4 else 128):
-        raise InvalidSpec("%s.prefix" % path, "%d is more than %d" % (ip["prefix"], 32 if version == 4 else 128))
-    out = {"family": "ipv%d" % version, "address": address, "prefix": ip.get("prefix"), "netmask": netmask}
-    net = ipaddress.ip_network("%s/%d" % (address, prefix_of(out)), strict=False)
-    dhcp = ip.get("dhcp") or {}
-    ranges: list[dict[str, Any]] = []
-    hosts: list[dict[str, Any]] = []
-    for i, rng in enumerate(dhcp.get("ranges") or []):
+        try:
+            prefix = ipaddress.ip_network("0.0.0.0/%s" % ip["netmask"]).prefixlen
+        except ValueError:
+            raise InvalidSpec("%s.netmask" % path, "%r is not a netmask" % ip["netmask"])
+    elif ip.get("prefix") is not None:
+        prefix = _int(ip["prefix"], "%s.prefix" % path, 0, 32 if version == 4 else 128)
+    else:
+        prefix = 24 if version == 4 else 64
+    net = ipaddress.ip_network("%s/%d" % (address, prefix), strict=False)
+    dhcp = _dict(ip.get("dhcp"), "%s.dhcp" % path, ("ranges", "hosts"))
+    ranges, hosts = [], []
+    for i, rng in enumerate(_list(dhcp.get("ranges"), "%s.dhcp.ranges" % path, "{start, end}")):
         p = "%s.dhcp.ranges[%d]" % (path, i)
-        for k in ("start", "end"):
-            if ipaddress.ip_address(rng[k]).version != version:
-                raise InvalidSpec("%s.%s" % (p, k), "%s is not an IPv%d address" % (rng[k], version))
-            if ipaddress.ip_address(rng[k]) not in net:
-                raise InvalidSpec("%s.%s" % (p, k), "%s is outside %s" % (rng[k], net))
-        if ipaddress.ip_address(rng["start"]) > ipaddress.ip_address(rng["end"]):
-            raise InvalidSpec(p, "start %s is after end %s" % (rng["start"], rng["end"]))
-        entry = {"start": rng["start"], "end": rng["end"], "lease": rng.get("lease")}
-        same = next((j for j, r in enumerate(ranges) if _range_span(r) == _range_span(entry)), None)
-        if strict and same is not None:
-            raise InvalidSpec(p, "%s-%s is already given as ranges[%d]" % (rng["start"], rng["end"], same))
+        rng = _dict(rng, p, ("start", "end"))
+        start, end = (_addr(rng.get(k), "%s.%s" % (p, k), version) for k in ("start", "end"))
+        for k, v in (("start", start), ("end", end)):
+            if ipaddress.ip_address(v) not in net:
+                raise InvalidSpec("%s.%s" % (p, k), "%s is outside %s" % (v, net))
+        if ipaddress.ip_address(start) > ipaddress.ip_address(end):
+            raise InvalidSpec(p, "start %s is after end %s" % (start, end))
+        entry = {"start": start, "end": end}
+        if strict and entry in ranges:
+            raise InvalidSpec(p, "%s-%s is already given as ranges[%d]" % (start, end, ranges.index(entry)))
         ranges.append(entry)
-    for i, host in enumerate(dhcp.get("hosts") or []):
+    for i, host in enumerate(_list(dhcp.get("hosts"), "%s.dhcp.hosts" % path, "{mac, name, ip}")):
         p = "%s.dhcp.hosts[%d]" % (path, i)
-        if version == 4 and not host.get("mac") and not host.get("name"):
+        host = _dict(host, p, ("mac", "name", "ip"))
+        if not host.get("mac") and not host.get("name"):
             raise InvalidSpec(p, "a DHCP host needs mac or name")
-        if version == 6 and host.get("mac"):
-            raise InvalidSpec("%s.mac" % p, "libvirt identifies IPv6 DHCP hosts by name or id, not by MAC")
-        if version == 6 and not host.get("id") and not host.get("name"):
-            raise InvalidSpec(p, "an IPv6 DHCP host needs id (its DUID) or name")
-        if version == 4 and host.get("id"):
-            raise InvalidSpec("%s.id" % p, "a DUID identifies IPv6 DHCP hosts; give an IPv4 host's mac")
+        mac = _mac(host["mac"], "%s.mac" % p) if host.get("mac") else None
+        if version == 6 and mac:
+            raise InvalidSpec("%s.mac" % p, "libvirt identifies IPv6 DHCP hosts by name, not by MAC")
         if not host.get("ip"):
             raise InvalidSpec("%s.ip" % p, "required: a static DHCP host reserves an address")
-        if strict and host.get("name") and not _HOSTNAME_RE.match(host["name"]):
-            raise InvalidSpec("%s.name" % p, "%r is not %s" % (host["name"], _HOSTNAME_WHAT))
-        entry = {"mac": host.get("mac"), "id": host.get("id"), "name": host.get("name"), "ip": host["ip"],
-                 "lease": host.get("lease")}
-        if ipaddress.ip_address(entry["ip"]).version != version:
-            raise InvalidSpec("%s.ip" % p, "%s is not an IPv%d address" % (entry["ip"], version))
+        name = host.get("name")
+        if name and strict:
+            name = _hostname(name, "%s.name" % p)
+        entry = {"mac": mac, "name": str(name) if name else None,
+                 "ip": _addr(host["ip"], "%s.ip" % p, version)}
         if ipaddress.ip_address(entry["ip"]) not in net:
             raise InvalidSpec("%s.ip" % p, "%s is outside %s" % (entry["ip"], net))
-        for key in ("mac", "id", "name", "ip") if strict else ():
+        for key in ("mac", "name", "ip") if strict else ():
             other = next((j for j, h in enumerate(hosts) if entry[key] is not None and h[key] == entry[key]), None)
             if other is not None:
                 raise InvalidSpec("%s.%s" % (p, key), "%s is already given to hosts[%d]" % (entry[key], other))
         hosts.append(entry)
     # libvirt stores no empty <dhcp/>: no ranges and no hosts is no DHCP
-    out["dhcp"] = {"ranges": ranges, "hosts": hosts} if (ranges or hosts) else None
-    return out
-
-
-def _post_forwarder(f: dict[str, Any], path: str) -> Any:
-    if not f.get("addr") and not f.get("domain"):
-        raise InvalidSpec(path, "a forwarder needs addr, domain or both")
-    return f["addr"] if set(f) == {"addr"} else {"addr": f.get("addr"), "domain": f.get("domain")}
-
-
-def _schema(strict: bool) -> Dict:
-    """The network spec's schema; ``strict`` for user input (host names checked), else libvirt's XML read back."""
-    hostname = Str(_HOSTNAME_RE, _HOSTNAME_WHAT) if strict else Str()
-    ip = Dict({
-        "address": _Addr(), "prefix": Int(0, 128), "netmask": Str(), "family": Enum("ipv4", "ipv6"),
-        "dhcp": Dict({
-            "ranges": List(Dict({"start": _Addr(), "end": _Addr(), "lease": _LEASE}, required=("start", "end"))),
-            "hosts": List(Dict({"mac": _MAC, "id": Str(_DUID_RE, "a DUID (hex bytes separated by ':')"),
-                                "name": Str(), "ip": _Addr(), "lease": _LEASE})),
-        }),
-    }, required=("address",), post=lambda ip_, path: _post_ip(ip_, path, strict))
-    return Dict({
-        "name": Str(_NET_NAME_RE, "a network name (no '/', no control characters)"),
-        "forward": Dict({
-            "mode": Enum(*FORWARD_MODES), "dev": _IFNAME,
-            "nat": Dict({"addresses": Dict({"start": _Addr(4), "end": _Addr(4)}, required=("start", "end")),
-                         "ports": Dict({"start": Int(1, 65535), "end": Int(1, 65535)}, required=("start", "end"))}),
-        }, pre=_named("mode")),
-        "bridge": Dict({"name": _IFNAME, "stp": Bool(), "delay": Int(0, 3600)}, pre=_named("name")),
-        "mtu": Int(68, 65535),
-        "mac": _MAC,
-        "domain": Dict({"name": Str(_HOSTNAME_RE, _HOSTNAME_WHAT), "local_only": Bool()}, required=("name",),
-                       pre=_named("name")),
-        "dns": Dict({
-            "enable": Bool(),
-            "forwarders": List(Either(Dict({"addr": _Addr(), "domain": hostname}, post=_post_forwarder), _Addr(),
-                                      what="an address or {addr, domain}")),
-            "hosts": List(Dict({"ip": _Addr(), "hostnames": List(hostname, pre=_one_or_list)},
-                               required=("ip", "hostnames"))),
-        }),
-        "ips": List(ip),
-        "ip": ip,
-        "preserved": _Preserved(),
-    }, required=("name",), post=lambda spec, path: _post_spec(spec, path, strict))
-
-
-def _post_spec(spec: dict[str, Any], _path: str, strict: bool) -> dict[str, Any]:
-    """Rules across sections, and the normalised form every comparison reads."""
-    forward = spec.get("forward") or {}
-    mode = forward.get("mode") or "none"
-    mode = "none" if mode == "isolated" else mode
-    if forward.get("nat") and mode != "nat":
-        raise InvalidSpec("forward.nat", "only with mode nat")
-    bridge = spec.get("bridge") or {}
-    if strict and mode == "bridge" and not bridge.get("name") and not forward.get("dev") and not spec.get("preserved"):
-        # (libvirt's XML may name the bridge another way: an Open vSwitch virtualport, in ``preserved``)
-        raise InvalidSpec("bridge.name", "forward mode bridge needs the name of an existing host bridge")
-    if spec.get("ip") is not None and spec.get("ips") is not None:
-        raise InvalidSpec("ip", "give ip or ips, not both")
-    ips = [spec["ip"]] if spec.get("ip") is not None else spec.get("ips") or []
-    for i, ip in enumerate(ips):  # libvirt serves DHCP on one address per family
-        first = next(j for j, o in enumerate(ips) if o["family"] == ip["family"] and (o["dhcp"] or j == i))
-        if ip["dhcp"] and first != i:
-            raise InvalidSpec("ips[%d].dhcp" % i, "libvirt serves DHCP on one %s address per network; ips[%d] has it"
-                              % (ip["family"].replace("ipv", "IPv"), first))
-    if mode == "bridge" and ips:
-        raise InvalidSpec("ips", "a network with forward mode bridge has no IP of its own")
-    dns = spec.get("dns") or {}
-    for i, h in enumerate(dns.get("hosts") or []):
-        if not h["hostnames"]:
-            raise InvalidSpec("dns.hosts[%d].hostnames" % i, "at least one hostname")
-    return {
-        "name": spec["name"],
-        "forward": {"mode": mode, "dev": forward.get("dev"), "nat": forward.get("nat") or {}},
-        "bridge": bridge,
-        "mtu": spec.get("mtu"),
-        "mac": spec.get("mac"),
-        "domain": spec.get("domain") or {},
-        "dns": {"enable": dns.get("enable"), "forwarders": dns.get("forwarders") or [], "hosts": dns.get("hosts") or []},
-        "ips": ips,
-        "preserved": spec.get("preserved"),
-    }
-
-
-_SCHEMAS = {True: _schema(True), False: _schema(False)}
+    return {"family": "ipv%d" % version, "address": address, "prefix": prefix,
+            "dhcp": {"ranges": ranges, "hosts": hosts} if (ranges or hosts) else None}
 
 
 def check_spec(spec: dict[str, Any], strict: bool = True) -> dict[str, Any]:
@@ -253,16 +183,95 @@ def check_spec(spec: dict[str, Any], strict: bool = True) -> dict[str, Any]:
     what libvirt already stores, which may hold what its define accepts but
     this module would refuse as input (duplicate DHCP hosts).
     """
-    return _SCHEMAS[strict].norm(spec, "")
-
-
-def prefix_of(ip: dict[str, Any]) -> int:
-    """The prefix length an ``ips`` entry means: its prefix, its netmask, or (neither given) its class, as libvirt reads it."""
-    if ip.get("prefix") is not None:
-        return int(ip["prefix"])
-    if ip.get("netmask") is not None:
-        return model.mask_prefix(ip["netmask"])
-    return model.classful_prefix(ip["address"])
+    spec = _dict(spec, "", SPEC_KEYS)
+    name = spec.get("name")
+    if not name or not isinstance(name, str) or not _NET_NAME_RE.match(name):
+        raise InvalidSpec("name", "a network name is required (no '/', no control characters), got %r" % (name,))
+    forward = spec.get("forward")
+    if forward is None or isinstance(forward, str):
+        forward = {"mode": forward or "none"}
+    forward = dict(_dict(forward, "forward", ("mode", "dev", "nat")))
+    mode = forward.get("mode") or "none"
+    if mode not in FORWARD_MODES:
+        raise InvalidSpec("forward.mode", "%r is not one of %s" % (mode, ", ".join(FORWARD_MODES)))
+    mode = "none" if mode == "isolated" else mode
+    nat = _dict(forward.get("nat"), "forward.nat", ("addresses", "ports"))
+    if nat and mode != "nat":
+        raise InvalidSpec("forward.nat", "only with mode nat")
+    out_nat = {}
+    if nat.get("addresses"):
+        a = _dict(nat["addresses"], "forward.nat.addresses", ("start", "end"))
+        out_nat["addresses"] = {k: _addr(a.get(k), "forward.nat.addresses.%s" % k, 4) for k in ("start", "end")}
+    if nat.get("ports"):
+        p = _dict(nat["ports"], "forward.nat.ports", ("start", "end"))
+        out_nat["ports"] = {k: _int(p.get(k), "forward.nat.ports.%s" % k, 1, 65535) for k in ("start", "end")}
+    bridge = spec.get("bridge")
+    if isinstance(bridge, str):
+        bridge = {"name": bridge}
+    bridge = dict(_dict(bridge, "bridge", ("name", "stp", "delay")))
+    if bridge.get("name") is not None and not IFNAME_RE.match(str(bridge["name"])):
+        raise InvalidSpec("bridge.name", "%r: a Linux interface name has at most 15 characters, letters, digits, "
+                          "'_', '.', '-' and ':'" % bridge["name"])
+    if forward.get("dev") is not None and not IFNAME_RE.match(str(forward["dev"])):
+        raise InvalidSpec("forward.dev", "%r is not a host interface name" % forward["dev"])
+    if mode == "bridge" and not bridge.get("name") and not forward.get("dev"):
+        raise InvalidSpec("bridge.name", "forward mode bridge needs the name of an existing host bridge")
+    if bridge.get("stp") is not None:
+        bridge["stp"] = _bool(bridge["stp"], "bridge.stp")
+    if bridge.get("delay") is not None:
+        bridge["delay"] = _int(bridge["delay"], "bridge.delay", 0, 3600)
+    if spec.get("ip") is not None and spec.get("ips") is not None:
+        raise InvalidSpec("ip", "give ip or ips, not both")
+    raw_ips = [spec["ip"]] if spec.get("ip") is not None else (spec.get("ips") or [])
+    if not isinstance(raw_ips, list):
+        raise InvalidSpec("ips", "a list of {address, prefix|netmask, dhcp}")
+    ips = [_check_ip(ip, "ips[%d]" % i if spec.get("ips") is not None else "ip", strict) for i, ip in enumerate(raw_ips)]
+    for i, ip in enumerate(ips):  # libvirt serves DHCP on one address per family
+        first = next(j for j, o in enumerate(ips) if o["family"] == ip["family"] and (o["dhcp"] or j == i))
+        if ip["dhcp"] and first != i:
+            raise InvalidSpec("ips[%d].dhcp" % i, "libvirt serves DHCP on one %s address per network; ips[%d] has it"
+                              % (ip["family"].replace("ipv", "IPv"), first))
+    if mode == "bridge" and ips:
+        raise InvalidSpec("ips", "a network with forward mode bridge has no IP of its own")
+    domain = spec.get("domain")
+    if isinstance(domain, str):
+        domain = {"name": domain}
+    domain = dict(_dict(domain, "domain", ("name", "local_only")))
+    if domain and not domain.get("name"):
+        raise InvalidSpec("domain.name", "required")
+    if domain.get("name"):
+        domain["name"] = _hostname(domain["name"], "domain.name")
+    if domain.get("local_only") is not None:
+        domain["local_only"] = _bool(domain["local_only"], "domain.local_only")
+    dns = dict(_dict(spec.get("dns"), "dns", ("enable", "forwarders", "hosts")))
+    if dns.get("enable") is not None:
+        dns["enable"] = _bool(dns["enable"], "dns.enable")
+    dns["forwarders"] = [_addr(f, "dns.forwarders[%d]" % i)
+                         for i, f in enumerate(_list(dns.get("forwarders"), "dns.forwarders", "addresses"))]
+    dns_hosts = []
+    for i, h in enumerate(_list(dns.get("hosts"), "dns.hosts", "{ip, hostnames}")):
+        h = _dict(h, "dns.hosts[%d]" % i, ("ip", "hostnames"))
+        names = h.get("hostnames") or []
+        if isinstance(names, str):
+            names = [names]
+        if not names:
+            raise InvalidSpec("dns.hosts[%d].hostnames" % i, "at least one hostname")
+        if not isinstance(names, list):
+            raise InvalidSpec("dns.hosts[%d].hostnames" % i, "expected a list of host names, got %r" % (names,))
+        names = [_hostname(n, "dns.hosts[%d].hostnames[%d]" % (i, j)) if strict else str(n) for j, n in enumerate(names)]
+        dns_hosts.append({"ip": _addr(h.get("ip"), "dns.hosts[%d].ip" % i), "hostnames": names})
+    dns["hosts"] = dns_hosts
+    mtu = _int(spec["mtu"], "mtu", 68, 65535) if spec.get("mtu") is not None else None
+    return {
+        "name": name,
+        "forward": {"mode": mode, "dev": forward.get("dev"), "nat": out_nat},
+        "bridge": bridge,
+        "mtu": mtu,
+        "mac": _mac(spec["mac"], "mac") if spec.get("mac") else None,
+        "domain": domain,
+        "dns": dns,
+        "ips": ips,
+    }
 
 
 # ---------------------------------------------------------------------- XML
@@ -271,9 +280,9 @@ def network_config(spec: dict[str, Any], uuid: str | None = None, mac: str | Non
     """A checked spec -> a <network> element valid against network.rng.
 
     ``uuid``, ``mac`` and ``bridge_name`` carry over what libvirt generated
-    for an existing network, so redefining it keeps them; what the spec holds
-    under ``preserved`` is put back in place. The forward dev is written as an
-    <interface> too, as libvirt stores it; ``as_stored`` adds libvirt's defaults.
+    for an existing network, so redefining it keeps them. The XML is in the
+    form libvirt stores it (element order, the bridge's stp and delay, the
+    forward dev as an <interface> too), so what is defined is what is read back.
     """
     s = spec
     root = etree.Element("network")
@@ -293,12 +302,15 @@ def network_config(spec: dict[str, Any], uuid: str | None = None, mac: str | Non
             xmlutil.sub(f, "interface", {"dev": fwd["dev"]})
     br = s["bridge"]
     name = br.get("name") or bridge_name
-    if name or br.get("stp") is not None or br.get("delay") is not None:
-        xmlutil.sub(root, "bridge", {"name": name, "stp": None if br.get("stp") is None else ("on" if br["stp"] else "off"),
-                                     "delay": br.get("delay")})
+    if fwd["mode"] == "bridge":
+        if name:
+            xmlutil.sub(root, "bridge", {"name": name})
+    else:  # libvirt's defaults written out, as libvirt stores them
+        xmlutil.sub(root, "bridge", {"name": name, "stp": "off" if br.get("stp") is False else "on",
+                                     "delay": br.get("delay") or 0})
     if s.get("mtu"):
         xmlutil.sub(root, "mtu", {"size": s["mtu"]})
-    if (s.get("mac") or mac) and fwd["mode"] in L3_MODES:
+    if (s.get("mac") or mac) and fwd["mode"] != "bridge":
         xmlutil.sub(root, "mac", {"address": s.get("mac") or mac})
     if s["domain"]:
         xmlutil.sub(root, "domain", {"name": s["domain"]["name"], "localOnly": s["domain"].get("local_only")})
@@ -306,77 +318,61 @@ def network_config(spec: dict[str, Any], uuid: str | None = None, mac: str | Non
     if dns.get("enable") is not None or dns.get("forwarders") or dns.get("hosts"):
         d = xmlutil.sub(root, "dns", {"enable": dns.get("enable")})
         for fwdr in dns.get("forwarders") or []:
-            xmlutil.sub(d, "forwarder", fwdr if isinstance(fwdr, dict) else {"addr": fwdr})
+            xmlutil.sub(d, "forwarder", {"addr": fwdr})
         for h in dns.get("hosts") or []:
             he = xmlutil.sub(d, "host", {"ip": h["ip"]})
             for hn in h["hostnames"]:
                 xmlutil.sub(he, "hostname", text=hn)
     for ip in s["ips"]:
         attrs = {"family": ip["family"] if ip["family"] == "ipv6" else None, "address": ip["address"],
-                 "netmask": ip.get("netmask"), "prefix": ip.get("prefix")}
+                 "prefix": ip["prefix"]}
         ie = xmlutil.sub(root, "ip", attrs)
         if ip.get("dhcp"):
             de = xmlutil.sub(ie, "dhcp")
             for r in ip["dhcp"]["ranges"]:
-                de.append(_range_element(r))
+                xmlutil.sub(de, "range", r)
             for h in ip["dhcp"]["hosts"]:
-                de.append(_host_element(h))
-    if s.get("preserved"):
-        model.overlay(root, model.from_text(s["preserved"]))
+                xmlutil.sub(de, "host", _host_attrs(h))
     xmlutil.validate(root, "network", "network '%s'" % s["name"])
     return root
 
 
-def _with_lease(el: Any, lease: dict[str, Any] | None) -> Any:
-    if lease:
-        xmlutil.sub(el, "lease", {"expiry": lease["expiry"], "unit": lease.get("unit")})
-    return el
-
-
-def _host_element(h: dict[str, Any]) -> Any:
-    return _with_lease(xmlutil.element("host", {k: h.get(k) for k in ("mac", "id", "name", "ip")}), h.get("lease"))
-
-
-def _range_element(r: dict[str, Any]) -> Any:
-    return _with_lease(xmlutil.element("range", {"start": r["start"], "end": r["end"]}), r.get("lease"))
+def _host_attrs(h: dict[str, Any]) -> dict[str, Any]:
+    return {"mac": h.get("mac"), "name": h.get("name"), "ip": h.get("ip")}
 
 
 def host_xml(h: dict[str, Any]) -> str:
     """One <host> of a <dhcp> section, as virNetworkUpdate takes it."""
-    return etree.tostring(_host_element(h), encoding="unicode")
+    el = etree.Element("host")
+    for k, v in _host_attrs(h).items():
+        if v is not None:
+            el.set(k, v)
+    return etree.tostring(el, encoding="unicode")
 
 
 def range_xml(r: dict[str, Any]) -> str:
-    return etree.tostring(_range_element(r), encoding="unicode")
+    el = etree.Element("range", start=r["start"], end=r["end"])
+    return etree.tostring(el, encoding="unicode")
 
 
-def _lease_of(el: Any) -> dict[str, Any] | None:
-    lease = el.find("lease")
-    if lease is None or lease.get("expiry") is None:
-        return None
-    out: dict[str, Any] = {"expiry": int(lease.get("expiry"))}
-    if lease.get("unit"):
-        out["unit"] = lease.get("unit")
-    return out
-
-
-def _parse_spec(root: Any) -> dict[str, Any]:
-    """The modelled part of a <network>, as spec keys (raw, before check_spec)."""
+def parse_network(xml: str | Any) -> dict[str, Any]:
+    """libvirt network XML -> {spec (checked form), uuid, mac, bridge_name}."""
+    root = xmlutil.parse(xml, "xml") if isinstance(xml, (str, bytes)) else xml
+    if root.tag != "network":
+        raise InvalidSpec("xml", "the root element of a network is <network>, not <%s>" % root.tag)
     spec: dict[str, Any] = {"name": root.findtext("name")}
     f = root.find("forward")
     if f is not None:
         fwd: dict[str, Any] = {"mode": f.get("mode", "nat")}
-        first = f.find("interface")
-        dev = f.get("dev") or (first.get("dev") if first is not None else None)
-        if dev:  # libvirt's forward dev is its first <interface>
-            fwd["dev"] = dev
+        if f.get("dev"):
+            fwd["dev"] = f.get("dev")
         nat = f.find("nat")
         if nat is not None:
             n: dict[str, Any] = {}
-            if nat.find("address") is not None and nat.find("address").get("start"):
-                n["addresses"] = {k: nat.find("address").get(k) for k in ("start", "end")}
-            if nat.find("port") is not None and nat.find("port").get("start"):
-                n["ports"] = {k: int(nat.find("port").get(k)) for k in ("start", "end")}
+            if nat.find("address") is not None:
+                n["addresses"] = dict(nat.find("address").attrib)
+            if nat.find("port") is not None:
+                n["ports"] = {k: int(v) for k, v in nat.find("port").attrib.items()}
             if n:
                 fwd["nat"] = n
         spec["forward"] = fwd
@@ -390,7 +386,7 @@ def _parse_spec(root: Any) -> dict[str, Any]:
         if b.get("delay"):
             br["delay"] = int(b.get("delay"))
         spec["bridge"] = br
-    if root.find("mtu") is not None and root.find("mtu").get("size"):
+    if root.find("mtu") is not None:
         spec["mtu"] = int(root.find("mtu").get("size"))
     if root.find("mac") is not None:
         spec["mac"] = root.find("mac").get("address")
@@ -404,8 +400,7 @@ def _parse_spec(root: Any) -> dict[str, Any]:
         ds: dict[str, Any] = {}
         if dns.get("enable"):
             ds["enable"] = dns.get("enable") == "yes"
-        ds["forwarders"] = [fw.get("addr") if set(fw.attrib) == {"addr"} else
-                            {k: fw.get(k) for k in ("addr", "domain") if fw.get(k)} for fw in dns.findall("forwarder")]
+        ds["forwarders"] = [fw.get("addr") for fw in dns.findall("forwarder") if fw.get("addr")]
         ds["hosts"] = [{"ip": h.get("ip"), "hostnames": [n.text for n in h.findall("hostname")]}
                        for h in dns.findall("host")]
         spec["dns"] = ds
@@ -420,55 +415,31 @@ def _parse_spec(root: Any) -> dict[str, Any]:
             e["netmask"] = ip.get("netmask")
         dhcp = ip.find("dhcp")
         if dhcp is not None:
-            e["dhcp"] = {"ranges": [dict({"start": r.get("start"), "end": r.get("end")}, lease=_lease_of(r))
-                                    for r in dhcp.findall("range")],
-                         "hosts": [dict({k: v for k, v in h.attrib.items() if k in ("mac", "id", "name", "ip")},
-                                        lease=_lease_of(h)) for h in dhcp.findall("host")]}
+            e["dhcp"] = {"ranges": [{"start": r.get("start"), "end": r.get("end")} for r in dhcp.findall("range")],
+                         "hosts": [{k: v for k, v in h.attrib.items() if k in ("mac", "name", "ip")}
+                                   for h in dhcp.findall("host")]}
         ips.append(e)
     if ips:
         spec["ips"] = ips
-    return spec
-
-
-def parse_network(xml: str | Any) -> dict[str, Any]:
-    """libvirt network XML -> {spec (with ``preserved``: what it does not model), uuid, mac, bridge_name}."""
-    root = xmlutil.parse(xml, "xml") if isinstance(xml, (str, bytes)) else xml
-    if root.tag != "network":
-        raise InvalidSpec("xml", "the root element of a network is <network>, not <%s>" % root.tag)
-    spec = _parse_spec(root)
-    uuid = root.findtext("uuid")
-    try:
-        built = network_config(check_spec(copy.deepcopy(spec), strict=False), uuid=uuid)
-    except InvalidSpec:
-        built = None  # refused as it is: check_spec says why, to whoever uses the spec
-    if built is not None:
-        preserved = model.residual_text(root, built, RUNTIME_ATTRIBUTES)
-        if preserved:
-            spec["preserved"] = preserved
-    return {"spec": spec, "uuid": uuid, "mac": spec.get("mac"), "bridge_name": (spec.get("bridge") or {}).get("name")}
+    return {"spec": spec, "uuid": root.findtext("uuid"),
+            "mac": spec.get("mac"), "bridge_name": (spec.get("bridge") or {}).get("name")}
 
 
 # ---------------------------------------------------------------------- comparison
 def _ip_key(ip: dict[str, Any]) -> tuple:
-    return (ip["family"], ip["address"], prefix_of(ip))
+    return (ip["family"], ip["address"], ip["prefix"])
 
 
 def _host_key(h: dict[str, Any]) -> str:
-    return h.get("mac") or ("id:%s" % h["id"] if h.get("id") else "name:%s" % h.get("name"))
+    return h.get("mac") or "name:%s" % h.get("name")
 
 
 def _host_tuple(h: dict[str, Any]) -> tuple:
-    lease = h.get("lease") or {}
-    return tuple(h.get(k) or "" for k in ("mac", "id", "name", "ip")) + (lease.get("expiry"), lease.get("unit"))
-
-
-def _range_span(r: dict[str, Any]) -> tuple:
-    return (r["start"], r["end"])
+    return tuple(h.get(k) or "" for k in ("mac", "name", "ip"))
 
 
 def _range_tuple(r: dict[str, Any]) -> tuple:
-    lease = r.get("lease") or {}
-    return (r["start"], r["end"], lease.get("expiry"), lease.get("unit"))
+    return (r["start"], r["end"])
 
 
 def _dhcp_lists(ip: dict[str, Any]) -> dict[str, list]:
@@ -476,58 +447,48 @@ def _dhcp_lists(ip: dict[str, Any]) -> dict[str, list]:
             "hosts": list((ip.get("dhcp") or {}).get("hosts") or [])}
 
 
-def _get(spec: dict[str, Any], path: str) -> Any:
-    value: Any = spec
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
+def differences(desired: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Which fields differ, declared per field: libvirt's own additions are never a difference.
 
-
-# How each field compares (desired vs current, both check_spec() results):
-#   "exact"  - must match (absent on one side is a difference)
-#   "given"  - only when desired sets it: libvirt generates or defaults it (uuid, MAC, bridge name, stp, NAT ports)
-#   "set"    - a list whose order does not count
-FIELDS: tuple[tuple[str, str], ...] = (
-    ("forward.mode", "exact"), ("forward.dev", "given"),
-    ("forward.nat.addresses", "given"), ("forward.nat.ports", "given"),
-    ("bridge.name", "given"), ("bridge.stp", "given"), ("bridge.delay", "given"),
-    ("mac", "given"), ("mtu", "given"), ("domain", "exact"),
-    ("dns.enable", "given"), ("dns.forwarders", "exact"), ("dns.hosts", "set"),
-)
-
-
-def differences(desired: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
-    """What differs, as ``{path, before, after}`` records, compared by ``model.same`` per declared field.
-
-    The addresses compare by family, address and the prefix they mean (a
-    netmask and its prefix are one value); the DHCP ranges and hosts of an
-    address as sets. ``preserved`` (what the spec does not model) compares
-    when desired holds it, as the XML it puts back.
+    uuid, mac, bridge name/stp/delay and NAT details only count when the user
+    gave them; everything else (forward mode, IPs, DHCP, DNS, domain, MTU)
+    must match. ``desired`` and ``current`` are check_spec() results.
     """
     diffs = []
-    for path, rule in FIELDS:
-        want, have = _get(desired, path), _get(current, path)
-        if rule == "given" and want in (None, {}, ""):
-            continue
-        if not model.same(want or None, have or None, unordered=rule == "set"):
-            diffs.append(difference(path, have, want))
+    df, cf = desired["forward"], current["forward"]
+    if df["mode"] != cf["mode"]:
+        diffs.append("forward.mode")
+    if df.get("dev") and df["dev"] != cf.get("dev"):
+        diffs.append("forward.dev")
+    for key in ("addresses", "ports"):
+        if df["nat"].get(key) and df["nat"][key] != cf["nat"].get(key):
+            diffs.append("forward.nat.%s" % key)
+    for key in ("name", "stp", "delay"):
+        if desired["bridge"].get(key) is not None and desired["bridge"][key] != current["bridge"].get(key):
+            diffs.append("bridge.%s" % key)
+    if desired["mac"] and desired["mac"] != current["mac"]:
+        diffs.append("mac")
+    if desired["mtu"] != current["mtu"] and desired["mtu"] is not None:
+        diffs.append("mtu")
+    if desired["domain"] != current["domain"]:
+        diffs.append("domain")
+    dd, cd = desired["dns"], current["dns"]
+    if (dd.get("enable") is not None and dd.get("enable") != cd.get("enable")) or \
+            dd.get("forwarders") != cd.get("forwarders") or \
+            sorted(map(str, dd.get("hosts") or [])) != sorted(map(str, cd.get("hosts") or [])):
+        diffs.append("dns")
     dips = {_ip_key(i): i for i in desired["ips"]}
     cips = {_ip_key(i): i for i in current["ips"]}
     if set(dips) != set(cips):
-        diffs.append(difference("ips", [_ip_text(i) for i in current["ips"]], [_ip_text(i) for i in desired["ips"]]))
+        diffs.append("ips")
     else:  # no DHCP is no ranges and no hosts (libvirt drops an empty <dhcp/>)
         for key, dip in dips.items():
-            want, have = _dhcp_lists(dip), _dhcp_lists(cips[key])
-            for part in ("ranges", "hosts"):
-                if not model.same(want[part], have[part], unordered=True):
-                    diffs.append(difference("ips[%s].dhcp.%s" % (dip["address"], part), have[part], want[part]))
-    if desired.get("preserved") and not model.same_residual(desired["preserved"], current.get("preserved")):
-        diffs.append(difference("preserved", current.get("preserved"), desired["preserved"]))
+            dd, cd = _dhcp_lists(dip), _dhcp_lists(cips[key])
+            if sorted(map(_range_tuple, dd["ranges"])) != sorted(map(_range_tuple, cd["ranges"])):
+                diffs.append("ips[%s].dhcp.ranges" % dip["address"])
+            if sorted(map(_host_tuple, dd["hosts"])) != sorted(map(_host_tuple, cd["hosts"])):
+                diffs.append("ips[%s].dhcp.hosts" % dip["address"])
     return diffs
-
-
-def _ip_text(ip: dict[str, Any]) -> str:
-    return "%s/%d" % (ip["address"], prefix_of(ip))
 
 
 def _current_spec(xml: str) -> dict[str, Any]:
@@ -561,14 +522,14 @@ class _Step:
 
 def _host_clash(h: dict[str, Any], o: dict[str, Any]) -> bool:
     """libvirt's rule for refusing an add, and for picking the host a modify replaces."""
-    return bool((h.get("mac") and o.get("mac") and h["mac"] == o["mac"]) or (h.get("id") and h["id"] == o.get("id")) or
+    return bool((h.get("mac") and o.get("mac") and h["mac"] == o["mac"]) or
                 (h.get("name") and h["name"] == o.get("name")) or (h.get("ip") and h["ip"] == o.get("ip")))
 
 
 def _host_deletes(h: dict[str, Any], o: dict[str, Any]) -> bool:
     """libvirt's rule for the host a delete removes: every attribute given matches."""
     return (not h.get("mac") or not o.get("mac") or h["mac"] == o["mac"]) and \
-        (not h.get("id") or h["id"] == o.get("id")) and (not h.get("name") or h["name"] == o.get("name")) and (not h.get("ip") or h["ip"] == o.get("ip"))
+        (not h.get("name") or h["name"] == o.get("name")) and (not h.get("ip") or h["ip"] == o.get("ip"))
 
 
 def _dhcp_state(xml: str | Any) -> list[dict[str, Any]]:
@@ -579,12 +540,11 @@ def _dhcp_state(xml: str | Any) -> list[dict[str, Any]]:
         family = ipaddress.ip_address(ip.get("address")).version if ip.get("address") else 4
         hosts, ranges = [], []
         for h in ip.findall("dhcp/host"):
-            hosts.append({"mac": (h.get("mac") or "").lower() or None, "id": h.get("id"), "name": h.get("name"),
-                          "ip": str(ipaddress.ip_address(h.get("ip"))) if h.get("ip") else None,
-                          "lease": _lease_of(h), "el": h})
+            hosts.append({"mac": (h.get("mac") or "").lower() or None, "name": h.get("name"),
+                          "ip": str(ipaddress.ip_address(h.get("ip"))) if h.get("ip") else None, "el": h})
         for r in ip.findall("dhcp/range"):
             ranges.append({"start": str(ipaddress.ip_address(r.get("start"))),
-                           "end": str(ipaddress.ip_address(r.get("end"))), "lease": _lease_of(r), "el": r})
+                           "end": str(ipaddress.ip_address(r.get("end"))), "el": r})
         state.append({"family": family, "hosts": hosts, "ranges": ranges})
     return state
 
@@ -603,7 +563,7 @@ def _simulate(state: list[dict[str, Any]], step: _Step) -> None:
     if step.command == "add":
         if any(o is not ip and o["family"] == ip["family"] and (o["hosts"] or o["ranges"]) for o in state):
             raise _Refused("%s: another IPv%d address of the network serves DHCP" % (step.label, ip["family"]))
-        if any(_host_clash(e, o) if step.section == "host" else _range_span(e) == _range_span(o) for o in items):
+        if any(_host_clash(e, o) if step.section == "host" else _range_tuple(e) == _range_tuple(o) for o in items):
             raise _Refused("%s: an existing entry has its MAC, name or IP" % step.label)
         items.append(e)
         return
@@ -612,7 +572,7 @@ def _simulate(state: list[dict[str, Any]], step: _Step) -> None:
     elif step.section == "host":
         i = next((i for i, o in enumerate(items) if _host_deletes(e, o)), None)
     else:
-        i = next((i for i, o in enumerate(items) if _range_span(e) == _range_span(o)), None)
+        i = next((i for i, o in enumerate(items) if _range_tuple(e) == _range_tuple(o)), None)
     if i is None:
         raise _Refused("%s: no matching entry" % step.label)
     if step.command == "modify":
@@ -729,11 +689,8 @@ class NetworkManager:
 
     def __init__(self, host: Any, check_mode: bool = False) -> None:
         self._host = host
-        self.plan = Plan(host, check_mode)
-
-    @property
-    def check_mode(self) -> bool:
-        return self.plan.check_mode
+        self.check_mode = check_mode
+        self.actions: list[str] = []
 
     # -- reading
     def _lookup(self, name: str) -> Any | None:
@@ -779,6 +736,13 @@ class NetworkManager:
                 users.append(dom.name())
         return sorted(users)
 
+    # -- the mutating calls: recorded always, run only outside check mode
+    def _do(self, action: str, what: str, fn: Callable[[Any], Any]) -> Any:
+        self.actions.append(action)
+        if self.check_mode:
+            return None
+        return self._host.call(what, fn)
+
     def _refuse_if_used(self, name: str, verb: str, force: bool) -> None:
         users = self.network_users(name)
         if users and not force:
@@ -795,7 +759,7 @@ class NetworkManager:
                     if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
                         raise
             return conn.networkDefineXML(xml)
-        self.plan.act("define", lambda: self._host.call("defining network", define))
+        self._do("define", "defining network", define)
 
     def _update(self, net: Any, step: _Step, live: bool, record: bool = True) -> None:
         command = {"add": libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, "modify": libvirt.VIR_NETWORK_UPDATE_COMMAND_MODIFY,
@@ -809,7 +773,7 @@ class NetworkManager:
         def fn(_c: Any) -> Any:
             return net.update(command, section, step.index, xml, flags)
         if record:
-            self.plan.act(step.label, lambda: self._host.call(what, fn))
+            self._do(step.label, what, fn)
         else:
             self._host.call(what, fn)
 
@@ -834,7 +798,7 @@ class NetworkManager:
             raise InvalidSpec("name", "required")
         if desired is not None:
             network_config(desired)  # schema check before anything is touched
-        self.plan = Plan(self._host, self.check_mode)
+        self.actions = []
         net = self._lookup(name)
         before = self._xml(net, inactive=True) if net is not None else None
         result: dict[str, Any] = {"name": name, "pending_restart": False}
@@ -843,16 +807,16 @@ class NetworkManager:
             if net is not None:
                 if self._flag(net, "active"):
                     self._refuse_if_used(name, "removing", force)
-                    self.plan.act("destroy", lambda: self._host.call("stopping network '%s'" % name, lambda _c: net.destroy()))
+                    self._do("destroy", "stopping network '%s'" % name, lambda _c: net.destroy())
                 if self._flag(net, "persistent"):
-                    self.plan.act("undefine", lambda: self._host.call("removing network '%s'" % name, lambda _c: net.undefine()))
+                    self._do("undefine", "removing network '%s'" % name, lambda _c: net.undefine())
             return self._result(result, before, None)
 
         predicted = before
         if net is None:
             if desired is None:
                 raise InvalidSpec("name", "network '%s' does not exist; give its settings or xml" % name)
-            self._define(xml if xml is not None else xmlutil.to_string(keep_generated(network_config(desired))))
+            self._define(xml if xml is not None else xmlutil.to_string(network_config(desired)))
             net = None if self.check_mode else self._lookup(name)
             active = False
         else:
@@ -862,18 +826,18 @@ class NetworkManager:
 
         wants_active = {"active": True, "inactive": False}.get(state)
         if wants_active is True and not active:
-            self.plan.act("start", lambda: self._host.call("starting network '%s'" % name, lambda _c: net.create()))
+            self._do("start", "starting network '%s'" % name, lambda _c: net.create())
             result["pending_restart"] = False
         elif wants_active is False and active:
             self._refuse_if_used(name, "stopping", force)
-            self.plan.act("stop", lambda: self._host.call("stopping network '%s'" % name, lambda _c: net.destroy()))
+            self._do("stop", "stopping network '%s'" % name, lambda _c: net.destroy())
             result["pending_restart"] = False
         if autostart is not None and (net is None or self._flag(net, "autostart") != autostart):
-            self.plan.act("autostart" if autostart else "no-autostart", lambda: self._host.call(
-                "setting autostart of network '%s'" % name, lambda _c: net.setAutostart(1 if autostart else 0)))
+            self._do("autostart" if autostart else "no-autostart", "setting autostart of network '%s'" % name,
+                     lambda _c: net.setAutostart(1 if autostart else 0))
         if self.check_mode:  # the persistent XML as the real run will leave it (less the ids a new one gets)
             if before is None and desired is not None:
-                predicted = xml if xml is not None else xmlutil.to_string(keep_generated(network_config(desired)))
+                predicted = xml if xml is not None else xmlutil.to_string(network_config(desired))
             after = predicted
         else:
             net = self._lookup(name)
@@ -881,7 +845,7 @@ class NetworkManager:
         return self._result(result, before, after)
 
     def _result(self, result: dict[str, Any], before: str | None, after: str | None) -> dict[str, Any]:
-        result.update({"changed": self.plan.changed, "actions": list(self.plan.actions),
+        result.update({"changed": bool(self.actions), "actions": list(self.actions),
                        "before": before, "after": after})
         return result
 
@@ -896,7 +860,7 @@ class NetworkManager:
         live_before = self._xml(net, inactive=False) if active else None
         after, live_after = before, live_before
         steps = None
-        if diffs and all(d["path"].endswith((".dhcp.hosts", ".dhcp.ranges")) for d in diffs):
+        if diffs and all(d.endswith(".dhcp.hosts") or d.endswith(".dhcp.ranges") for d in diffs):
             want = _want_state(desired, before)
             steps = plan_dhcp(_dhcp_state(before), want) if want is not None else None
         if steps is not None:
@@ -916,20 +880,21 @@ class NetworkManager:
             if differences(desired, _current_spec(live_after)):
                 if restart_on_change:
                     self._refuse_if_used(net.name(), "restarting", force)
-                    for action, what, fn in (("stop", "stopping", lambda _c: net.destroy()),
-                                             ("start", "starting", lambda _c: net.create())):
-                        self.plan.act(action, lambda w=what, f=fn: self._host.call("%s network '%s'" % (w, net.name()), f))
+                    self._do("stop", "stopping network '%s'" % net.name(), lambda _c: net.destroy())
+                    self._do("start", "starting network '%s'" % net.name(), lambda _c: net.create())
                 else:
                     result["pending_restart"] = True
         return after
 
     def _redefinition(self, desired: dict[str, Any], before: str, xml: str | None) -> str:
         """The XML that redefines the network, keeping what libvirt generated and what the request leaves open."""
+        cur = parse_network(before)
         if xml is None:
-            el = network_config(carry_over(desired, _current_spec(before)))
-        else:
-            el = xmlutil.parse(xml, "xml")
-        return xmlutil.to_string(keep_generated(el, xmlutil.parse(before)))
+            current = _current_spec(before)
+            keep = desired["forward"]["mode"] in L3_MODES and current["forward"]["mode"] in L3_MODES
+            return xmlutil.to_string(network_config(carry_over(desired, current), cur["uuid"], cur["mac"],
+                                                    cur["bridge_name"] if keep else None))
+        return xmlutil.to_string(keep_generated(xmlutil.parse(xml, "xml"), xmlutil.parse(before)))
 
     def _apply_dhcp(self, net: Any, steps: list[_Step], live: bool, before: str) -> None:
         """Run the planned steps; when one fails, undo those applied (or say exactly which are left)."""
@@ -969,8 +934,7 @@ def carry_over(desired: dict[str, Any], current: dict[str, Any]) -> dict[str, An
 
     Redefining a network for one change must not reset what the request did
     not name: the bridge's stp and delay, the MTU, the forward dev and NAT
-    ranges (while the mode stays), DNS enable, and what the spec does not model
-    (``preserved``) unless the request gives it.
+    ranges (while the mode stays), DNS enable.
     """
     out = copy.deepcopy(desired)
     df, cf = out["forward"], current["forward"]
@@ -988,8 +952,6 @@ def carry_over(desired: dict[str, Any], current: dict[str, Any]) -> dict[str, An
             out["mtu"] = current["mtu"]
     if out["dns"].get("enable") is None and current["dns"].get("enable") is not None:
         out["dns"]["enable"] = current["dns"]["enable"]
-    if not out.get("preserved"):  # what the spec does not model stays as libvirt holds it
-        out["preserved"] = current.get("preserved")
     return out
 
 
@@ -998,19 +960,16 @@ _ORDER = ("name", "uuid", "title", "description", "metadata", "forward", "bridge
           "vlan", "bandwidth", "port", "ip", "route", "virtualport", "portgroup")
 
 
-def keep_generated(el: Any, cur: Any | None = None) -> Any:
-    """A <network> XML (a user's, or built from a spec) as libvirt stores it, with what libvirt generated
-    for the existing one (``cur``) carried over.
+def keep_generated(el: Any, cur: Any) -> Any:
+    """A user's <network> XML with what libvirt generated for the existing one carried over.
 
     The uuid, and for libvirt's own bridge its name, stp, delay and MAC, when
-    the XML leaves them out (libvirt would otherwise pick a new name and MAC;
-    without ``cur``, stp and delay take libvirt's defaults); children in libvirt's order.
+    the XML leaves them out (libvirt would otherwise pick a new name and MAC);
+    children in libvirt's order.
     """
     def mode(root: Any) -> str:
         f = root.find("forward")
         return "none" if f is None else f.get("mode", "nat")
-    if cur is None:
-        cur = etree.Element("network")
     if el.find("uuid") is None and cur.findtext("uuid"):
         xmlutil.sub(el, "uuid", text=cur.findtext("uuid"))
     if mode(el) in L3_MODES:

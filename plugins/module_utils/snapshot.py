@@ -19,8 +19,6 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import I
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
 
 STATES = ("present", "absent", "reverted")
-# libvirt reverts to external snapshots from 9.9.0 on; before, it refuses after nothing changed, but late
-EXTERNAL_REVERT_VERSION = 9009000
 LOCATIONS = ("internal", "external")
 REVERT_STATES = ("running", "paused")
 _RUNNING = ("running", "blocked", "paused", "pmsuspended")
@@ -217,16 +215,6 @@ def converge(host: Any, req: SnapshotRequest, check_mode: bool = False) -> dict[
         elif req.state == "absent":
             if existing is not None:
                 children = guest.snapshot_children(req.name)
-                if req.children and children and not req.metadata_only:
-                    external = [n for n in [req.name] + children
-                                if describe_snapshot(guest.get_snapshot_xml(n), None)["location"] == "external"]
-                    if external:
-                        raise InvalidSpec("children", "snapshot '%s' of domain '%s' has children (%s) and %s external; "
-                                          "libvirt cannot delete external snapshots together with their children - "
-                                          "delete them one at a time, the last child first"
-                                          % (req.name, req.domain, ", ".join(children),
-                                             "'%s' is" % external[0] if len(external) == 1
-                                             else "'%s' are" % "', '".join(external)))
                 result["removed"] = [req.name] + (children if req.children else [])
                 result["differences"] = [difference("", "present", None)] + [
                     difference(c, "present", None) for c in (children if req.children else [])]
@@ -239,11 +227,6 @@ def converge(host: Any, req: SnapshotRequest, check_mode: bool = False) -> dict[
             if existing is None:
                 raise NotFound("domain '%s' on %s has no snapshot '%s' to revert to (it has %s)" % (
                     req.domain, host.uri, req.name, ", ".join(guest.list_snapshots()) or "none"), uri=host.uri)
-            if existing["location"] == "external" and not host.has_min_version(EXTERNAL_REVERT_VERSION):
-                raise InvalidSpec("state", "snapshot '%s' of domain '%s' is external; libvirt %s on %s cannot revert "
-                                  "to external snapshots (libvirt 9.9.0 can) - revert by hand from its files (%s)"
-                                  % (req.name, req.domain, _version(host), host.uri,
-                                     ", ".join(d["file"] for d in existing["disks"] if d["file"]) or "none"))
             result["differences"] = [difference("", "domain as it is now", "domain at snapshot '%s'" % req.name)]
             plan.act("revert", lambda: guest.revert_to_snapshot(req.name, req.revert_state, req.force))
             snap = existing
@@ -275,11 +258,6 @@ def converge(host: Any, req: SnapshotRequest, check_mode: bool = False) -> dict[
         "diff": xmlutil.diff_result(before_xml or None, after_xml or None, "%s.xml" % (req.name or "snapshot")),
     })
     return result
-
-
-def _version(host: Any) -> str:
-    from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import version_to_string
-    return version_to_string(host.get_libversion())
 
 
 def _predicted_state(guest: Any, req: SnapshotRequest, snap: dict[str, Any] | None) -> str:

@@ -3,7 +3,7 @@
 """The VIF driver: a guest's network interfaces, given a ``Host`` (not a driver callback).
 
 This is the blueprint's ``LibvirtBaseVIFDriver`` taking a Host instance. It
-builds an interface's XML from a spec (through domain_model.interface_config), finds
+builds an interface's XML from a spec (through guest.interface_config), finds
 an interface on a domain (by MAC, else by source), and plugs, unplugs and
 updates it in the live and/or persistent configuration. A property libvirt can
 change in place (filterref, link state, bandwidth) is changed with
@@ -12,10 +12,8 @@ re-attach, which is only done when the caller allows it (``replug``) -
 otherwise the persistent config is changed and ``pending_restart`` reported.
 
 Desired and current are compared per child element with declared semantics
-(``FIELDS``), attribute values the way libvirt reads them (``model.value_equal``),
-never as text; what differs is a list of ``{path, before, after}`` records, and
-every mutating libvirt call goes through the shared recorder (``plan.Plan.act``),
-which honours check mode.
+(``FIELDS``), never as text; every mutating libvirt call goes through one
+method (``_mutate``) that honours check mode.
 """
 
 from __future__ import annotations
@@ -24,9 +22,9 @@ import copy
 import time
 from typing import Any, Callable
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_model
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
 from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest_spec
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import model, xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etree, libvirt
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     InvalidSpec,
@@ -34,7 +32,9 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     OperationFailed,
     Timeout,
 )
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
+
+INTERFACE_TYPES = ("network", "bridge", "direct", "ethernet", "user")
+DIRECT_MODES = ("vepa", "bridge", "private", "passthrough")
 
 # How a child element of <interface> is compared (desired vs current):
 #   "exact":  the same or both absent (absent on one side is a difference)
@@ -67,8 +67,28 @@ def _affect(which: str) -> dict[str, bool]:
 
 
 # ---------------------------------------------------------------------- compare
-def _elements(el: Any) -> list[Any]:
-    return [c for c in el if isinstance(c.tag, str)]
+def _norm(el: Any) -> tuple:
+    """Canonical form where children are a multiset (filterref parameters have no order)."""
+    return (el.tag, tuple(sorted(el.attrib.items())), (el.text or "").strip(),
+            tuple(sorted(_norm(c) for c in el if isinstance(c.tag, str))))
+
+
+def _contains(current: Any, desired: Any) -> bool:
+    """Every attribute and child of ``desired`` is in ``current`` (libvirt's additions ignored)."""
+    for key, value in desired.attrib.items():
+        if current.get(key) != value:
+            return False
+    if (desired.text or "").strip() and (desired.text or "").strip() != (current.text or "").strip():
+        return False
+    pool = [c for c in current if isinstance(c.tag, str)]
+    for child in desired:
+        if not isinstance(child.tag, str):
+            continue
+        match = next((c for c in pool if c.tag == child.tag and _contains(c, child)), None)
+        if match is None:
+            return False
+        pool.remove(match)
+    return True
 
 
 def _children(el: Any, tag: str) -> list[Any]:
@@ -83,27 +103,33 @@ def field_differs(tag: str, desired: Any, current: Any) -> bool:
     """Does ``tag`` of the desired interface differ from the current one, by FIELDS' rule?"""
     want, have = _children(desired, tag), _children(current, tag)
     rule = FIELDS[tag][0]
-    if tag == "link" and _link_up(want) and _link_up(have):
-        return False  # no <link> means the link is up
-    if rule == "exact" or tag == "link":
-        return len(want) != len(have) or not model.matched(want, have, model.same_element)
-    return bool(want) and not model.matched(want, have, model.contains)
+    if tag == "link":
+        # no <link> means the link is up
+        if _link_up(want) and _link_up(have):
+            return False
+        return sorted(_norm(e) for e in want) != sorted(_norm(e) for e in have)
+    if rule == "exact":
+        return sorted(_norm(e) for e in want) != sorted(_norm(e) for e in have)
+    if not want:
+        return False
+    pool = list(have)
+    for w in want:
+        match = next((h for h in pool if _contains(h, w)), None)
+        if match is None:
+            return True
+        pool.remove(match)
+    return False
 
 
-def _texts(els: list[Any]) -> str | None:
-    return "".join(xmlutil.to_string(copy.deepcopy(e), pretty=False) for e in els) or None
-
-
-def differences(desired: Any, current: Any) -> list[dict[str, Any]]:
-    """What differs (``type``, ``mac`` and FIELDS' tags, in a stable order), as ``{path, before, after}``."""
+def differences(desired: Any, current: Any) -> list[str]:
+    """Names of what differs (``type`` and FIELDS' tags), in a stable order."""
     diff = []
     if desired.get("type") != current.get("type"):
-        diff.append(difference("type", current.get("type"), desired.get("type")))
+        diff.append("type")
     mac = desired.find("mac")
-    if mac is not None and model.mac(_mac(current)) != model.mac(mac.get("address", "")):
-        diff.append(difference("mac", _mac(current) or None, mac.get("address")))
-    diff.extend(difference(tag, _texts(_children(current, tag)), _texts(_children(desired, tag)))
-                for tag in FIELDS if field_differs(tag, desired, current))
+    if mac is not None and _mac(current) != mac.get("address", "").lower():
+        diff.append("mac")
+    diff.extend(tag for tag in FIELDS if field_differs(tag, desired, current))
     return diff
 
 
@@ -163,33 +189,15 @@ def find_interface(domain_xml: Any, mac: str | None = None, itype: str | None = 
     return found[0] if found else None
 
 
-def _vif_rules(spec: dict[str, Any], path: str) -> dict[str, Any]:
-    """What a schema-checked interface must also hold on a running guest: the virtualport its type takes,
-    multiqueue only with virtio (the ``post`` step of the interface schema, for a NIC managed alone)."""
-    itype = spec["type"]
-    vtype = (spec.get("virtualport") or {}).get("type")
-    if vtype == "openvswitch" and itype not in ("bridge", "network"):
-        raise InvalidSpec(path + ".virtualport.type", "openvswitch needs type bridge (or a network), not %s" % itype)
-    if vtype in ("802.1Qbg", "802.1Qbh") and itype not in ("direct", "network"):
-        raise InvalidSpec(path + ".virtualport.type", "%s needs type direct, not %s" % (vtype, itype))
-    if spec.get("queues") is not None and spec.get("model") != "virtio":
-        raise InvalidSpec(path + ".queues", "multiqueue needs model virtio, not %s" % spec.get("model"))
-    return spec
-
-
 # ---------------------------------------------------------------------- driver
 class LibvirtVIFDriver:
     """Interfaces of guests on one Host: config from a spec, plug, unplug, update."""
 
     def __init__(self, host: Any, check_mode: bool = False, detach_timeout: float = 30.0) -> None:
         self._host = host
-        self.plan = Plan(host, check_mode)  # every change is recorded; run only when not in check mode
+        self.check_mode = check_mode
         self.detach_timeout = detach_timeout
-        self.differences: list[dict[str, Any]] = []  # set by plug: what the existing interface differed in
-
-    @property
-    def check_mode(self) -> bool:
-        return self.plan.check_mode
+        self.actions: list[str] = []
 
     @property
     def host(self) -> Any:
@@ -199,7 +207,7 @@ class LibvirtVIFDriver:
     def get_config(self, spec: dict[str, Any], path: str = "interface") -> Any:
         """The <interface> element for a spec, checked per type and against domain.rng."""
         spec = self.normalise(spec, path)
-        el = domain_model.interface_config(spec)
+        el = guest_mod.interface_config(spec)
         wrapper = etree.Element("domain", type="qemu")
         xmlutil.sub(wrapper, "name", text="hvl-vif-check")
         xmlutil.sub(wrapper, "memory", text="1")
@@ -210,11 +218,43 @@ class LibvirtVIFDriver:
 
     @classmethod
     def normalise(cls, spec: dict[str, Any], path: str = "interface") -> dict[str, Any]:
-        """The spec checked and normalised by the guest spec's interface schema, plus the VIF rules."""
-        source = spec.get("source") if isinstance(spec, dict) and spec.get("type") == "direct" else None
-        if isinstance(source, dict) and not source.get("dev"):
-            raise InvalidSpec(path + ".source.dev", "type direct needs the host device (dev)")
-        return _vif_rules(guest_spec.validate_interface(spec, path), path)
+        """The spec checked and normalised as the guest spec's interfaces are, plus the VIF rules."""
+        if not isinstance(spec, dict):
+            raise InvalidSpec(path, "must be a dict")
+        cls._check_spec(spec, path)
+        return guest_spec.validate_interface(spec, path)
+
+    @staticmethod
+    def _check_spec(spec: dict[str, Any], path: str) -> None:
+        """Rules libvirt's schema cannot say: which source and virtualport go with which type."""
+        itype = spec.get("type", "network")
+        if itype not in INTERFACE_TYPES:
+            raise InvalidSpec(path + ".type", "must be one of %s, got %r" % (", ".join(INTERFACE_TYPES), itype))
+        source = spec.get("source")
+        if itype in ("network", "bridge", "direct") and not source:
+            what = {"network": "a network name", "bridge": "a bridge name",
+                    "direct": "a host device (source: {dev: eth0, mode: bridge})"}[itype]
+            raise InvalidSpec(path + ".source", "type %s needs %s" % (itype, what))
+        if itype == "direct":
+            dev = source.get("dev") if isinstance(source, dict) else source
+            if not dev:
+                raise InvalidSpec(path + ".source.dev", "type direct needs the host device (dev)")
+            mode = source.get("mode") if isinstance(source, dict) else spec.get("mode")
+            if mode is not None and mode not in DIRECT_MODES:
+                raise InvalidSpec(path + ".source.mode", "must be one of %s, got %r"
+                                  % (", ".join(DIRECT_MODES), mode))
+        if itype in ("ethernet", "user") and source:
+            raise InvalidSpec(path + ".source", "type %s takes no source" % itype)
+        vport = spec.get("virtualport")
+        if vport:
+            vtype = vport.get("type") if isinstance(vport, dict) else vport
+            if vtype == "openvswitch" and itype not in ("bridge", "network"):
+                raise InvalidSpec(path + ".virtualport.type", "openvswitch needs type bridge (or a network), not %s"
+                                  % itype)
+            if vtype in ("802.1Qbg", "802.1Qbh") and itype not in ("direct", "network"):
+                raise InvalidSpec(path + ".virtualport.type", "%s needs type direct, not %s" % (vtype, itype))
+        if spec.get("queues") is not None and spec.get("model") not in (None, "virtio"):
+            raise InvalidSpec(path + ".queues", "multiqueue needs model virtio, not %s" % spec.get("model"))
 
     def check_references(self, spec: dict[str, Any], path: str = "interface") -> None:
         """The nwfilter and network the spec names exist, before the domain is touched.
@@ -243,7 +283,13 @@ class LibvirtVIFDriver:
                 raise
         return True
 
-    # -------------------------------------------------------------- mutations (through self.plan)
+    # -------------------------------------------------------------- mutations
+    def _mutate(self, action: str, fn: Callable[[], Any]) -> None:
+        """The one place that changes a domain: record the action; act unless in check mode."""
+        self.actions.append(action)
+        if not self.check_mode:
+            fn()
+
     def wait_detached(self, guest: Any, mac: str) -> None:
         """A live detach completes when the guest releases the device: wait for it, bounded."""
         deadline = time.monotonic() + self.detach_timeout
@@ -257,7 +303,7 @@ class LibvirtVIFDriver:
             time.sleep(0.2)
 
     def _attach(self, guest: Any, xml: str, which: str) -> None:
-        self.plan.act("attach-" + which, lambda: guest.attach_device(xml, **_affect(which)))
+        self._mutate("attach-" + which, lambda: guest.attach_device(xml, **_affect(which)))
 
     def _detach(self, guest: Any, el: Any, which: str) -> None:
         xml = xmlutil.to_string(copy.deepcopy(el))
@@ -266,10 +312,10 @@ class LibvirtVIFDriver:
             guest.detach_device(xml, **_affect(which))
             if which == LIVE:
                 self.wait_detached(guest, _mac(el))
-        self.plan.act("detach-" + which, run)
+        self._mutate("detach-" + which, run)
 
     def _update(self, guest: Any, xml: str, which: str) -> None:
-        self.plan.act("update-" + which, lambda: guest.update_device(xml, **_affect(which)))
+        self._mutate("update-" + which, lambda: guest.update_device(xml, **_affect(which)))
 
     # -------------------------------------------------------------- state
     def current(self, guest: Any, live: bool, persistent: bool) -> dict[str, Any]:
@@ -313,16 +359,14 @@ class LibvirtVIFDriver:
             if known:
                 xmlutil.sub(desired, "mac", {"address": known})
         plans = {w: self._plan(desired, found[w], w, replug) for w in docs}
-        self.differences = [dict(d, path="%s.%s" % (w, d["path"])) for w in docs if found[w] is not None
-                            for d in differences(desired, found[w])]
         if any(p[0] != "none" for p in plans.values()):
             self.check_references(spec, path)
         result = self._result(docs, found)
         # attach to both in one call so libvirt gives both the same generated MAC
         if all(p[0] == "attach" for p in plans.values()) and len(plans) == 2:
             xml = xmlutil.to_string(copy.deepcopy(desired))
-            self.plan.act("attach-config", lambda: None)  # done by the one call below, with the live one
-            self.plan.act("attach-live", lambda: guest.attach_device(xml, live=True, persistent=True))
+            self.actions.append("attach-config")
+            self._mutate("attach-live", lambda: guest.attach_device(xml, live=True, persistent=True))
         else:
             for which in (CONFIG, LIVE):
                 if which in plans:
@@ -370,7 +414,7 @@ class LibvirtVIFDriver:
         """(action, resulting element, change left pending) for one configuration."""
         if current is None:
             return "attach", copy.deepcopy(desired), False
-        fields = [d["path"] for d in differences(desired, current)]
+        fields = differences(desired, current)
         if not fields:
             return "none", current, False
         if "mac" in fields:  # cannot happen when found by MAC; by source it means another NIC
@@ -406,7 +450,7 @@ class LibvirtVIFDriver:
                 mac: str | None, itype: str | None, source: str | None) -> dict[str, Any]:
         """Read back what libvirt made (or, in check mode, keep the prediction) and summarise."""
         after = result["after"]
-        if not self.check_mode and self.plan.actions:
+        if not self.check_mode and self.actions:
             docs = self.current(guest, live, persistent)
             after = {w: find_interface(d, mac=mac, itype=itype if not mac else None, source=source)
                      for w, d in docs.items()}
@@ -420,8 +464,8 @@ class LibvirtVIFDriver:
             elif cfg is not None and differences(_strip_live(cfg), live_el):
                 pending = True
         return {
-            "changed": self.plan.changed,
-            "actions": list(self.plan.actions),
+            "changed": bool(self.actions),
+            "actions": list(self.actions),
             "pending_restart": pending,
             "before": {w: _xml(e) for w, e in result["before"].items()},
             "after": {w: _xml(e) for w, e in after.items()},
@@ -486,7 +530,6 @@ def module_result(vif: LibvirtVIFDriver, domain: str, interface: dict[str, Any] 
         "changed": res["changed"],
         "actions": res["actions"],
         "pending_restart": res["pending_restart"],
-        "differences": vif.differences if state != "absent" else [],
         "interface": describe(res["after"].get(main)),
         "xml": {LIVE: res["after"].get(LIVE), CONFIG: res["after"].get(CONFIG)},
     }

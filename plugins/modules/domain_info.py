@@ -37,9 +37,7 @@ options:
       - Where addresses come from.
       - V(lease) - the DHCP leases of libvirt's own networks (read in bulk, one call per network).
       - V(agent) - the QEMU guest agent inside the guest (needs its channel and a running agent).
-      - V(arp) - the host's ARP table (IPv4 only; an entry exists once the host and the guest have talked). libvirt
-        up to 9.x cannot read it on Linux 6.x kernels (C(wrong nlmsg len)); then, with a URI naming this machine,
-        the module reads the same table from C(/proc/net/arp), and with a remote URI it is an error that says so.
+      - V(arp) - the host's ARP table.
       - V(any) - the first of lease, agent and arp that gives the domain an address.
       - V(none) - no addresses.
       - Only running domains have addresses.
@@ -162,9 +160,7 @@ domains:
       elements: dict
 wait:
   description: What O(wait_for) waited for - C(what), C(seconds) (how long), C(at) (when it was seen, epoch seconds),
-    and the C(address) found or the serial C(line) and C(path); for the agent, C(via) - what said it was connected
-    (V(event) - libvirt's agent lifecycle event, V(already) - connected when the wait began, V(xml) - the live XML
-    read after an event, V(poll) - the live XML polled where the driver sends no agent events).
+    and the C(address) found or the serial C(line) and C(path).
   type: dict
   returned: when O(wait_for) is given
   sample: {what: address, seconds: 7.31, address: {address: 192.168.122.57, prefix: 24, family: ipv4, mac: "52:54:00:12:34:56",

@@ -157,15 +157,6 @@ actions:
   elements: str
   returned: always
   sample: [update-config, update-live]
-differences:
-  description:
-    - What the existing interface differed in from the request, one C({path, before, after}) per field and
-      configuration (C(path) as V(config.model) or V(live.filterref); C(before) and C(after) are the
-      elements' XML, V(null) where absent). Empty for a new interface and for O(state=absent).
-  type: list
-  elements: dict
-  returned: always
-  sample: [{path: config.model, before: "<model type=\"e1000\"/>", after: "<model type=\"virtio\"/>"}]
 pending_restart:
   description: The running guest's interface differs from the persistent one, which it gets at the next restart.
   type: bool

@@ -33,7 +33,7 @@ options:
     default: null
   spec:
     description:
-      - The guest. Required keys are C(name) and C(memory) (which C(cpu.numa) may give instead); every other key is optional.
+      - The guest. Required keys are C(name) and C(memory); every other key is optional.
       - Sizes are MiB integers or strings with a unit (V(2GiB), V(512M), V(1 TiB)).
       - "Top level: C(name), C(uuid), C(type), C(title), C(description), C(metadata) (a dict,
         stored as JSON in C(<hvl:metadata xmlns:hvl='https://hypervisor.libvirt/xmlns/1.0'>)),
@@ -41,9 +41,7 @@ options:
       - "C(cpu): C(mode) (host-passthrough, host-model, custom, maximum), C(model), C(fallback),
         C(vendor), C(features) ({name: force|require|optional|disable|forbid}),
         C(topology) ({sockets, dies, cores, threads}; the product must equal C(vcpus)),
-        C(numa) (list of {id, cpus, memory, mem_access}; a cell may have no CPUs). With NUMA cells libvirt sets
-        the memory from them and the memory devices in C(preserved), so C(memory) may be left out; if given it must
-        equal that sum. C(fallback) applies to C(custom) and C(host-model)."
+        C(numa) (list of {id, cpus, memory, mem_access})."
       - "C(cputune) ({vcpupin: {vcpu: cpuset}, emulatorpin}), C(numatune) ({mode, nodeset,
         memnodes: [{cellid, mode, nodeset}]}), C(memory_backing) ({hugepages: true or
         [{size, nodeset}], locked, nosharepages})."
@@ -56,7 +54,7 @@ options:
       - "C(disks): list of {type (file, block, network; guessed from the source), device (disk,
         cdrom, lun, floppy), source (a path, or for network {protocol, name, hosts: [{name, port}],
         auth: {username, secret_type, secret_uuid or secret_usage}}), target (derived per bus
-        when left out - vda, sda, hda), bus (virtio, scsi, sata, ide, usb, fdc, sd, xen, uml; cdroms default to sata),
+        when left out - vda, sda, hda), bus (virtio, scsi, sata, ide, usb; cdroms default to sata),
         format, cache, io, discard, readonly, shareable, serial, boot_order}. A scsi disk adds
         the virtio-scsi controller."
       - "C(interfaces): list of {type (network, bridge, direct, ethernet, user), source (network or
@@ -65,23 +63,13 @@ options:
         bandwidth ({inbound, outbound: {average, peak, burst, floor}}),
         filter ({name, parameters: {IP: value or list}}), target, boot_order}."
       - "C(hostdevs): list of PCI addresses V(0000:03:00.1) or {pci, managed, rom_bar}.
-        C(graphics) (a dict or list of {type vnc|spice|sdl|egl-headless|dbus, listen, port, autoport, password,
-        keymap, socket (vnc on a UNIX socket)}),
+        C(graphics) (a dict or list of {type vnc|spice, listen, port, autoport, password, keymap}),
         C(video) ({model, vram, heads}), C(serials), C(consoles) and C(channels) (lists of {type
-        pty|file|unix|tcp|... - every source type libvirt takes; the sources of udp, spiceport, nmdm,
-        qemu-vdagent and dbus are kept in C(preserved) - path, host, port, mode, log, target_port, target_type,
-        name}),
-        C(rng) ({model, backend}), C(tpm) ({model, type emulator|passthrough|external, version, path}),
+        pty|file|unix|tcp|..., path, host, port, mode, log, target_port, target_type, name}),
+        C(rng) ({model, backend}), C(tpm) ({model, type emulator|passthrough, version, path}),
         C(watchdog) ({model, action}), C(memballoon) ({model, period})."
-      - "C(preserved): what the other keys do not model, as the XML C(parse_domain_xml) returned it (a
-        C(<domain>) holding whole elements such as C(<panic>) or C(<controller>), and, on elements marked
-        C(hvl:anchor), the attributes and children of modelled elements the keys do not cover, such as
-        a disk's C(<address>)). Built back into the XML unchanged, so XML to spec to XML loses nothing.
-        With M(hypervisor.libvirt.domain) it is compared like the other keys (what it holds must be what libvirt
-        holds; libvirt may hold more, such as addresses it assigned), and when it differs the domain is redefined
-        from the spec and C(preserved) as a whole, as from O(hypervisor.libvirt.domain#module:xml)."
       - "Unknown keys and bad values are errors naming the path, for example
-        C(disks[1].bus: 'virtio2' is not one of virtio, scsi, sata, ide, usb, fdc, sd, xen, uml)."
+        C(disks[1].bus: 'virtio2' is not one of virtio, scsi, sata, ide, usb, fdc)."
     type: dict
     required: true
   validate:
@@ -167,7 +155,7 @@ validated:
 """
 
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.ansible_libvirt import libvirt_module, run_module
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_xml, xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest, xmlutil
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
 
@@ -186,9 +174,9 @@ def main() -> None:
         spec = validate_spec(module.params["spec"])
         if module.params["uri"]:
             with Host(module.params["uri"], read_only=True) as host:
-                dom = domain_xml.guest_config(spec, host)
+                dom = guest.guest_config(spec, host)
         else:
-            dom = domain_xml.guest_config(spec)
+            dom = guest.guest_config(spec)
         validated = xmlutil.validate(dom, "domain", what="spec") if module.params["validate"] else False
         return {"changed": False, "xml": xmlutil.to_string(dom), "spec": spec, "validated": validated}
 

@@ -35,9 +35,7 @@ options:
         (restrict to this host interface) and, for V(nat), C(nat) with C(addresses) and C(ports)
         (each C({start, end})).
       - Modes are V(none) or V(isolated) (no forwarding, the default), V(nat), V(route), V(open)
-        and V(bridge) (attach to an existing host bridge named in O(bridge)), and libvirt's
-        device pools V(private), V(vepa), V(passthrough) and V(hostdev) (their interfaces and
-        physical functions given through O(xml)).
+        and V(bridge) (attach to an existing host bridge named in O(bridge)).
     type: raw
   bridge:
     description: The bridge device, as a name or a dict with C(name) (at most 15 characters;
@@ -53,18 +51,14 @@ options:
     description: DNS domain of the network, as a name or a dict with C(name) and C(local_only).
     type: raw
   dns:
-    description: DNS settings - C(enable) (bool), C(forwarders) (list of addresses, or of
-      C({addr, domain}) to forward one domain) and C(hosts) (list of C({ip, hostnames})).
+    description: DNS settings - C(enable) (bool), C(forwarders) (list of addresses) and
+      C(hosts) (list of C({ip, hostnames})).
     type: dict
   ips:
     description:
       - The network's addresses, each a dict with C(address), C(prefix) or C(netmask), C(family)
         (V(ipv4) or V(ipv6), guessed from the address) and C(dhcp) with C(ranges) (list of
-        C({start, end, lease})) and C(hosts) (list of C({mac, id, name, ip, lease}); C(id) is an
-        IPv6 host's DUID; C(lease) is C({expiry, unit})).
-      - A netmask and the prefix it stands for are the same value. Without either, the address means
-        what libvirt reads it as - its class for IPv4 (V(10.0.0.1) is /8, V(172.16.0.1) /16,
-        V(192.168.0.1) /24), /64 for IPv6.
+        C({start, end})) and C(hosts) (list of C({mac, name, ip})).
     type: list
     elements: dict
   ip:
@@ -73,9 +67,8 @@ options:
   xml:
     description:
       - The whole network as libvirt XML instead of the structured options.
-      - It is compared through the same fields as the structured options; what those do not cover
-        (routes, port groups, virtual ports, DNS TXT and SRV records, TFTP, bootp, bandwidth,
-        metadata, dnsmasq options) is compared as the XML it is, so a change there redefines the network.
+      - It is compared through the same fields as the structured options, so settings those do not
+        cover (port groups, routes, virtual ports) are defined on creation but are not compared.
     type: str
   state:
     description:
@@ -123,8 +116,7 @@ notes:
     and running the task again converges from there. When the running network's DHCP differs from
     its persistent config, only the persistent config is updated and RV(pending_restart) is set.
   - A change that redefines the network keeps what the request leaves to libvirt (UUID, MAC, bridge
-    name, STP, delay, MTU, forward dev, NAT ranges) as they are, and everything the structured options do
-    not model (routes, port groups, DNS records, ...) as libvirt holds it. C(dhcp) with no ranges and no hosts
+    name, STP, delay, MTU, forward dev, NAT ranges) as they are. C(dhcp) with no ranges and no hosts
     is the same as no C(dhcp).
   - With none of the network's settings (O(forward) ... O(ip), O(xml)) only O(state) and
     O(autostart) of an existing network are managed; give O(forward=none) for a bare isolated network.
@@ -181,11 +173,10 @@ actions:
   type: list
   elements: str
 differences:
-  description: What differed in the persistent config from the request, one C({path, before, after})
-    per field (C(path) as V(mtu), V(ips[192.168.240.1].dhcp.hosts), V(preserved)).
+  description: Fields of the persistent config that differed from the request.
   returned: when the network existed
   type: list
-  elements: dict
+  elements: str
 pending_restart:
   description: The running network still differs from the request; restart it to apply.
   returned: always
@@ -196,7 +187,8 @@ xml:
   type: str
 """
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.ansible_libvirt import libvirt_module, run_module, with_diff
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.ansible_libvirt import libvirt_module, run_module
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.network import NetworkManager
 
@@ -235,7 +227,9 @@ def main() -> None:
                 spec, p["xml"], p["state"], p["autostart"], p["restart_on_change"], p["force"], name=p["name"])
         before, after = res.pop("before"), res.pop("after")
         res["xml"] = after
-        return with_diff(module, res, before, after, "network %s" % p["name"])
+        if module._diff:
+            res["diff"] = xmlutil.diff_result(before, after, "network %s" % p["name"])
+        return res
 
     run_module(module, action)
 

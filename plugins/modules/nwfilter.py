@@ -145,13 +145,6 @@ xml:
   description: The filter's XML after the task (predicted in check mode); null when absent.
   returned: always
   type: str
-differences:
-  description: What the existing filter differed in from the request, one C({path, before, after}) each
-    (C(path) as V(chain), V(priority), V(filterrefs), V(rules[2]) or V(rules[0].tcp.dstportstart)), values as
-    libvirt stores them; empty when nothing differed or the filter is new.
-  returned: when state is present
-  type: list
-  elements: dict
 used_by:
   description: What uses the filter (filled when O(state=absent)).
   returned: when state is absent
@@ -159,7 +152,8 @@ used_by:
   elements: str
 """
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.ansible_libvirt import libvirt_module, run_module, with_diff
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import xmlutil
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.ansible_libvirt import libvirt_module, run_module
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.firewall import NWFilterFirewall, parse_filter
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
 
@@ -183,20 +177,22 @@ def main() -> None:
 
     def action() -> dict:
         with Host(p["uri"]) as host:
-            firewall = NWFilterFirewall(host, check_mode=module.check_mode)
+            firewall = NWFilterFirewall(host)
             result = {"name": p["name"]}
             if p["state"] == "absent":
                 result["used_by"] = firewall.filter_in_use(p["name"]) if firewall.filter_exists(p["name"]) else []
-                changed, before = firewall.undefine_filter(p["name"], p["force"])
+                changed, before = firewall.undefine_filter(p["name"], p["force"], module.check_mode)
                 after = None
             else:
                 changed, before, after = firewall.define_filter(
-                    p["name"], p["rules"], p["filterrefs"], p["chain"], p["priority"], p["xml"])
-                result["differences"] = firewall.differences
+                    p["name"], p["rules"], p["filterrefs"], p["chain"], p["priority"], p["xml"],
+                    check_mode=module.check_mode)
                 for warning in firewall.warnings:
                     module.warn(warning)
         result.update(changed=changed, xml=after, uuid=parse_filter(after)["uuid"] if after else None)
-        return with_diff(module, result, before, after, "nwfilter %s" % p["name"])
+        if module._diff:
+            result["diff"] = xmlutil.diff_result(before, after, "nwfilter %s" % p["name"])
+        return result
 
     run_module(module, action)
 

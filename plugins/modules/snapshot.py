@@ -32,8 +32,7 @@ options:
   state:
     description:
       - V(present) - the snapshot exists (taken now if it does not).
-      - V(reverted) - the domain is returned to the snapshot; see O(revert_state). libvirt before 9.9.0 cannot revert
-        to an external snapshot; asking for it is an error naming O(state), before anything changes.
+      - V(reverted) - the domain is returned to the snapshot; see O(revert_state).
       - V(absent) - the snapshot is deleted; its children are kept (re-parented) unless O(children=true).
     type: str
     choices: [present, absent, reverted]
@@ -65,9 +64,7 @@ options:
     type: list
     elements: dict
   quiesce:
-    description:
-      - Freeze the guest's filesystems through the QEMU guest agent while taking an external snapshot (libvirt's
-        C(guest-fsfreeze-freeze) and C(guest-fsfreeze-thaw)); the guest needs the agent channel and a running agent.
+    description: Freeze the guest's filesystems through the QEMU guest agent while taking an external snapshot.
     type: bool
     default: false
   revert_state:
@@ -81,11 +78,7 @@ options:
     type: bool
     default: false
   children:
-    description:
-      - With O(state=absent), delete the snapshot's descendants too.
-      - libvirt cannot delete external snapshots together with their children; where the snapshot or a descendant is
-        external this is an error naming O(children), before anything is deleted - delete them one at a time, the
-        last child first (deleting an external snapshot merges its overlay files into the ones below).
+    description: With O(state=absent), delete the snapshot's descendants too.
     type: bool
     default: false
   metadata_only:

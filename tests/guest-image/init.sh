@@ -9,7 +9,6 @@
 #   HVL-GUEST-POWEROFF                   ACPI power button seen, powering off
 #   HVL-DISK <name> bytes=<size>         a virtio disk is there (at boot, hot-plugged or resized)
 #   HVL-AGENT-UP <device>                the guest agent channel was opened (a minimal agent answers)
-#   HVL-AGENT-FREEZE <n> / HVL-AGENT-THAW <n>  the agent froze / thawed n disk filesystems (guest-fsfreeze-*)
 #
 # HTTP on port 80 also runs /cgi-bin/ scripts (see write_cgi):
 #   /cgi-bin/marker?write=WORD[&disk=vdX]  writes "HVL-MARKER WORD" to the disk's first sector (fsync)
@@ -152,32 +151,6 @@ agent_ifaces() {
     done
 }
 
-# guest-fsfreeze-*: flush, then freeze every mounted filesystem on a virtio disk (as qemu-ga does, which
-# freezes all it can); the count goes back to libvirt. The guest writes its markers to raw sectors and
-# mounts no disk filesystem by default, so a freeze syncs and freezes none: it returns 0, like qemu-ga.
-agent_freeze() {
-    sync
-    : > "$S/frozen"
-    n=0
-    while read -r dev mnt _rest; do
-        case "$dev" in /dev/vd*) ;; *) continue ;; esac
-        fsfreeze --freeze "$mnt" 2>/dev/null && { echo "$mnt" >> "$S/frozen"; n=$((n + 1)); }
-    done < /proc/mounts
-    # nothing frozen, nothing to thaw: libvirt sends a thaw only after a freeze of one or more
-    [ "$n" = 0 ] && rm -f "$S/frozen"
-    say "HVL-AGENT-FREEZE $n" >&2  # stdout is the reply
-    echo "$n"
-}
-agent_thaw() {
-    n=0
-    while read -r mnt; do
-        fsfreeze --unfreeze "$mnt" 2>/dev/null && n=$((n + 1))
-    done < "$S/frozen" 2>/dev/null
-    rm -f "$S/frozen"
-    say "HVL-AGENT-THAW $n" >&2
-    echo "$n"
-}
-
 run_agent() {      # $1 = the port's device node
     exec 3<>"$1" || { note "cannot open $1"; return; }
     say "HVL-AGENT-UP $1"
@@ -196,11 +169,6 @@ run_agent() {      # $1 = the port's device node
             *'"guest-ping"'*) printf '{"return": {}}\n' >&3 ;;
             *'"guest-network-get-interfaces"'*) printf '{"return": [%s]}\n' "$(agent_ifaces)" >&3 ;;
             *'"guest-info"'*) printf '{"return": {"version": "hvl-test-agent", "supported_commands": []}}\n' >&3 ;;
-            *'"guest-fsfreeze-freeze"'*) printf '{"return": %s}\n' "$(agent_freeze)" >&3 ;;
-            *'"guest-fsfreeze-thaw"'*) printf '{"return": %s}\n' "$(agent_thaw)" >&3 ;;
-            *'"guest-fsfreeze-status"'*)
-                if [ -s "$S/frozen" ]; then printf '{"return": "frozen"}\n' >&3
-                else printf '{"return": "thawed"}\n' >&3; fi ;;
             *) printf '{"error": {"class": "CommandNotFound", "desc": "not supported by the test guest agent"}}\n' >&3 ;;
         esac
     done

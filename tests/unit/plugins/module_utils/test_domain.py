@@ -18,7 +18,6 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import (
     NotFound,
     OperationFailed,
 )
-from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_xml import parse_domain_xml
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
 
 TEST_URI = "test:///default"
@@ -437,16 +436,16 @@ def _refused_to_run_but_definable(real, name, spec, path, words):
 def test_secure_boot_without_features_keeps_the_features_and_settles():
     # features the spec does not name are not compared whole against the smm secure boot implies
     from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain as domain_mod
-    from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_xml
-    current = domain_xml.guest_config({"name": "sb", "type": "test", "memory": 64,
-                                       "os": {"firmware": "efi", "secure_boot": True},
-                                       "features": {"acpi": True, "apic": True}})
+    from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest as guest_mod
+    current = guest_mod.guest_config({"name": "sb", "type": "test", "memory": 64,
+                                      "os": {"firmware": "efi", "secure_boot": True},
+                                      "features": {"acpi": True, "apic": True}})
     req = DomainRequest(name="sb", spec={"name": "sb", "type": "test", "memory": 64,
                                          "os": {"firmware": "efi", "secure_boot": True}})
     desired = domain_mod._desired(None, req)
     conv = domain_mod._Converger(None, req, desired, check_mode=True)
     assert conv._differences(xmlutil.to_string(current)) == []
-    merged = domain_xml.merge_definition(current, desired.element, desired.given)
+    merged = guest_mod.merge_definition(current, desired.element, desired.given)
     assert {f.tag for f in merged.find("features")} == {"acpi", "apic", "smm"}
 
 
@@ -502,21 +501,3 @@ def test_a_tpm_without_swtpm_is_an_error_before_the_define(tmp_path, monkeypatch
             m.setenv("PATH", str(tmp_path))  # a machine without swtpm's programs
             # only defining it is allowed: swtpm is needed when the domain starts
             _refused_to_run_but_definable(real, n, spec, "spec.tpm", "swtpm")
-
-
-def test_preserved_is_what_libvirt_holds(host, name):
-    """The spec's preserved part is compared like every other key: an edit there is a change that is applied,
-    check mode predicts it, and the run after it changes nothing."""
-    converge(host, DomainRequest(xml=domain_xml(name, extra_devices="<panic model='isa'/>")))
-    spec = parse_domain_xml(host.get_guest(name=name).get_xml_desc(inactive=True))
-    assert "<panic model=\"isa\"" in spec["preserved"]
-    converge(host, DomainRequest(name=name, spec=dict(spec)))  # the NIC's model (virtio) made explicit
-    assert not converge(host, DomainRequest(name=name, spec=dict(spec)))["changed"]
-    edited = dict(spec, preserved=spec["preserved"].replace("<panic model=\"isa\"", "<panic model=\"hyperv\""))
-    predicted = converge(host, DomainRequest(name=name, spec=dict(edited)), check_mode=True)
-    assert predicted["changed"] and [d["path"] for d in predicted["differences"]] == ["preserved/devices/panic@model"]
-    assert _domain(host, name).find("devices/panic").get("model") == "isa"  # check mode touched nothing
-    res = converge(host, DomainRequest(name=name, spec=dict(edited)))
-    assert res["changed"] and res["actions"] == ["define"]
-    assert _domain(host, name).find("devices/panic").get("model") == "hyperv"
-    assert not converge(host, DomainRequest(name=name, spec=dict(edited)))["changed"]

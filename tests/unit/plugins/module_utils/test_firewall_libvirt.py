@@ -91,8 +91,7 @@ def test_libvirt_accepts_every_protocol_and_reads_back_equal(firewall, names, pr
 
 def test_define_is_idempotent_keeps_uuid_and_honours_check_mode(firewall, names):
     name = names("web")
-    checking = fw.NWFilterFirewall(firewall.host, check_mode=True)
-    assert checking.define_filter(name, RULES)[0] is True and checking.plan.actions == ["define"]
+    assert firewall.define_filter(name, RULES, check_mode=True)[0] is True
     assert firewall.get_filter_xml(name) is None, "check mode defined the filter"
     changed, before, after = firewall.define_filter(name, RULES, ["clean-traffic"])
     assert changed and before is None
@@ -100,8 +99,7 @@ def test_define_is_idempotent_keeps_uuid_and_honours_check_mode(firewall, names)
     assert firewall.define_filter(name, RULES, ["clean-traffic"]) == (False, after, after)
 
     new_rules = [dict(RULES[0], tcp={"dstportstart": 8080})] + RULES[1:]
-    changed, before, predicted = fw.NWFilterFirewall(firewall.host, check_mode=True).define_filter(
-        name, new_rules, ["clean-traffic"])
+    changed, before, predicted = firewall.define_filter(name, new_rules, ["clean-traffic"], check_mode=True)
     assert changed and before == after
     assert firewall.get_filter_xml(name) == after, "check mode changed the filter"
     assert xmlutil.parse(predicted).find("rule/tcp").get("dstportstart") == "8080"
@@ -122,7 +120,7 @@ def test_omitted_chain_means_root_and_settles(firewall, names):
     assert changed and xmlutil.parse(after).get("chain") == "ipv4"
     uuid = fw.parse_filter(after)["uuid"]
 
-    changed, before, predicted = fw.NWFilterFirewall(firewall.host, check_mode=True).define_filter(name, rules)
+    changed, before, predicted = firewall.define_filter(name, rules, check_mode=True)
     assert changed and before == after and predicted != before, "check mode must show the chain change"
     assert xmlutil.parse(predicted).get("chain") == "root" and xmlutil.parse(predicted).get("priority") is None
     assert firewall.get_filter_xml(name) == after, "check mode changed the filter"
@@ -153,20 +151,6 @@ def test_raw_xml_is_compared_semantically(firewall, names):
     assert err.value.path == "xml"
 
 
-def test_values_libvirt_rewrites_are_no_change_and_no_warning(firewall, names):
-    """libvirt stores 1:2:3:4:5:6 as 01:02:03:04:05:06, a mask 255.255.255.255 as 32, $B[@0] as $B."""
-    name = names("rewrite")
-    rules = [{"action": "accept", "direction": "in",
-              "ip": {"srcmacaddr": "1:2:3:4:5:6", "srcipaddr": "10.1.2.3", "srcipmask": "255.255.255.255"}},
-             {"action": "drop", "direction": "out", "tcp": {"srcipaddr": "$A", "dstportstart": "$B[@0]"}}]
-    changed, _before, stored = firewall.define_filter(name, rules)
-    assert changed and firewall.warnings == []
-    ip = xmlutil.parse(stored).find("rule/ip")
-    assert (ip.get("srcmacaddr"), ip.get("srcipmask")) == ("01:02:03:04:05:06", "32")
-    assert firewall.define_filter(name, rules) == (False, stored, stored) and firewall.differences == []
-    assert fw.NWFilterFirewall(firewall.host, check_mode=True).define_filter(name, rules)[0] is False
-
-
 def test_missing_filterref_is_refused_before_anything_changes(firewall, names):
     name = names("dangling")
     with pytest.raises(InvalidSpec) as err:
@@ -184,7 +168,7 @@ def test_in_use_by_another_filter_refuses_unless_forced(firewall, names):
     with pytest.raises(OperationFailed) as err:
         firewall.undefine_filter(base)
     assert top in str(err.value)
-    assert fw.NWFilterFirewall(firewall.host, check_mode=True).undefine_filter(base, force=True)[0] is True
+    assert firewall.undefine_filter(base, force=True, check_mode=True)[0] is True
     assert firewall.filter_exists(base)
     assert firewall.undefine_filter(top)[0] is True
     assert firewall.undefine_filter(base)[0] is True

@@ -2,7 +2,7 @@
 """Read {"spec": ..., "xml": ...} on stdin; print what libvirt did not keep, as JSON.
 
 The managed fields of the dumped-back domain are compared with the normalised
-spec by domain_xml.spec_differences, the same comparison the domain module uses.
+spec by guest.spec_differences, the same comparison the domain module uses.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ for path in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep):
     if path and path not in sys.path:
         sys.path.insert(0, path)
 
-from ansible_collections.hypervisor.libvirt.plugins.module_utils import domain_xml  # noqa: E402
+from ansible_collections.hypervisor.libvirt.plugins.module_utils import guest  # noqa: E402
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec  # noqa: E402
 
 data = json.load(sys.stdin)
 desired = validate_spec(data["spec"])
-current = domain_xml.parse_domain_xml(data["xml"])
-print(json.dumps({"differences": domain_xml.spec_differences(desired, current), "current": current}, default=str))
+current = guest.parse_domain_xml(data["xml"])
+print(json.dumps({"differences": guest.spec_differences(desired, current), "current": current}, default=str))
