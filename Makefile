@@ -44,7 +44,8 @@ unit: setup
 	$(BIN)/pytest -q tests/unit  # serial: one test restarts libvirtd, which a parallel worker would feel
 
 # libvirt's own test data (Debian's source package for the installed libvirt, fetched once into
-# .build/corpus) against the parser, builder and modules; see tests/corpus/test_corpus.py.
+# .build/corpus) and the domain XML virt-install writes (tests/corpus/virt_install.txt) against the
+# parser, builder and modules; see tests/corpus/test_corpus.py.
 corpus: setup
 	$(BIN)/pytest -q -p no:cacheprovider tests/corpus
 

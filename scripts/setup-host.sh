@@ -24,6 +24,7 @@ PACKAGES=(
   # the tests: the bootable test guest, its client namespace, process tools
   busybox-static iproute2 curl cpio xz-utils git rsync procps
   openssh-server  # the remote-URI test: an sshd on loopback for qemu+ssh://
+  virtinst  # the corpus test: domain XML as virt-install writes it
   xorriso  # the guest role makes cloud-init seed ISOs where the play runs
   chromium  # the release checks render the docs site in headless Chromium
 )

@@ -1604,8 +1604,10 @@ LIBVIRT_DROPS_ELEMENTS: dict[str, tuple[tuple[str, dict[str, str]], ...]] = {
     "console": (("source", {"mode": "bind"}),),
     "channel": (("source", {"mode": "bind"}),),
 }
-# (tag, attribute) -> the value libvirt does not write: spice without a port listens nowhere (listen type none)
-LIBVIRT_DROPS_ATTRIBUTES = {("graphics", "autoport"): "no"}
+# (tag, attribute) -> the value libvirt does not write: spice without a port listens nowhere (listen type none);
+# a port or TLS port of -1 is "choose one when the domain starts" (virt-install writes both for spice), which a
+# definition keeps as autoport alone
+LIBVIRT_DROPS_ATTRIBUTES = {("graphics", "autoport"): "no", ("graphics", "port"): "-1", ("graphics", "tlsPort"): "-1"}
 
 
 def runtime_or_default(parent: Any, child: Any) -> bool:

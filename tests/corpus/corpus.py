@@ -1,7 +1,8 @@
 """libvirt's own test data as an oracle: the checks over every schema-valid file, and the counts table.
 
 The files come from Debian's libvirt source package for the installed version
-(``fetch.sh``, cached under ``.build/corpus``). Each check is named after what a
+(``fetch.sh``, cached under ``.build/corpus``), and, as domain XML another project
+writes, from the installed virt-install (``virt_install.sh``). Each check is named after what a
 user would see go wrong: the parser raises, the collection refuses what its own
 parser produced, the generated XML is invalid, the round trip changes the spec,
 or an element or attribute of the input is missing from what is built back.
@@ -36,6 +37,8 @@ KINDS = {
     "nwfilter": ("nwfilter", ("nwfilterxml2xmlin", "nwfilterxml2xmlout")),
     "pool": ("storagepool", ("storagepoolxml2xmlin", "storagepoolxml2xmlout")),
     "volume": ("storagevol", ("storagevolxml2xmlin", "storagevolxml2xmlout")),
+    # domain XML written by another project: virt-install (virt_install.sh), checked as domains are
+    "virt-install": ("domain", ("virt-install",)),
 }
 CHECKS = ("parse_raises", "spec_refused", "build_invalid", "round_trip_differs", "loses_something",
           "accepts_what_libvirt_refuses")
@@ -62,9 +65,11 @@ IGNORED_PATHS = frozenset({
 })
 
 
-def fetch() -> str:
-    """The unpacked corpus directory (fetched once, then cached)."""
-    out = subprocess.run([os.path.join(HERE, "fetch.sh")], check=True, capture_output=True, text=True)
+def fetch(kind: str = "domain") -> str:
+    """The corpus directory of ``kind``: libvirt's test data (fetched once, then cached), or for
+    ``virt-install`` the domains virt-install writes (made once by virt_install.sh, then cached)."""
+    script = "virt_install.sh" if kind == "virt-install" else "fetch.sh"
+    out = subprocess.run([os.path.join(HERE, script)], check=True, capture_output=True, text=True)
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -221,6 +226,7 @@ def _storage(root: Any, out: Outcome, kind: str) -> None:
 _CHECKERS: dict[str, Callable[[Any, Outcome], None]] = {
     "domain": _domain, "network": _network, "nwfilter": _nwfilter,
     "pool": lambda root, out: _storage(root, out, "pool"), "volume": lambda root, out: _storage(root, out, "volume"),
+    "virt-install": _domain,
 }
 
 

@@ -1,4 +1,5 @@
-"""libvirt's own test corpus (tests/qemuxml2*, networkxml2xml*, nwfilterxml2xml*) against the collection.
+"""libvirt's own test corpus (tests/qemuxml2*, networkxml2xml*, nwfilterxml2xml*, storage*) and the domain
+XML virt-install writes, against the collection.
 
 Offline: every schema-valid file is parsed, validated, built back and compared
 (``corpus.check``). On the real daemon (qemu:///system): a fixed sample is
@@ -33,16 +34,17 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.network import 
 
 URI = os.environ.get("HVL_CORPUS_URI", "qemu:///system")
 PREFIX = "hvl-corpus-"
-SAMPLE = {"domain": 60, "network": 20, "nwfilter": 20}
+SAMPLE = {"domain": 60, "network": 20, "nwfilter": 20, "virt-install": 1000}  # virt-install: every one
+VI_NET = "hvl-vi-net"  # the isolated network virt_install.txt's domains are on (defined, never started)
 LIMITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "known_limits.json")
 REPORT = os.path.join(corpus.HERE, "..", "..", ".build", "corpus", "report.md")
 
 _RESULTS: dict[str, Any] = {"offline": {}, "daemon": {}}
 
 
-@pytest.fixture(scope="module")
-def base() -> str:
-    return corpus.fetch()
+@functools.lru_cache(maxsize=None)
+def _base(kind: str) -> str:
+    return corpus.fetch(kind)
 
 
 def _limits() -> dict[str, dict[str, int]]:
@@ -65,8 +67,9 @@ def _write_report() -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(corpus.KINDS))
-def test_offline(base: str, kind: str) -> None:
+def test_offline(kind: str) -> None:
     """Parse, validate, build back schema-valid and round-trip every schema-valid file of the corpus."""
+    base = _base(kind)
     found = corpus.files(base, kind)
     assert found, "no %s files in %s" % (kind, base)
     outcomes = [corpus.check(kind, name, root) for name, root in found]
@@ -127,6 +130,18 @@ def _cleanup_filters(host: Host) -> None:
             return
 
 
+def _vi_network(host: Host, present: bool) -> None:
+    """virt_install.txt's network: an isolated one of this test's own, defined and never started."""
+    conn = host.get_connection()
+    found = [n for n in conn.listAllNetworks() if n.name() == VI_NET]
+    if present and not found:
+        conn.networkDefineXML("<network><name>%s</name><bridge name='virbr-hvlvi'/></network>" % VI_NET)
+    for net in found if not present else []:
+        if net.isActive():
+            net.destroy()
+        net.undefine()
+
+
 @pytest.fixture(scope="module")
 def host():
     h = Host(URI)
@@ -138,6 +153,7 @@ def host():
     finally:
         for clean in (_cleanup_domains, _cleanup_networks, _cleanup_filters):
             clean(h)
+        _vi_network(h, False)
         h.close()
 
 
@@ -186,15 +202,19 @@ DAEMON = {
     "network": ("n", _network_renamed, lambda xml: parse_network(xml)["spec"], _network_changed, _cleanup_networks),
     "nwfilter": ("f", lambda root, name, i: _renamed(root, "@name", name), lambda xml: parse_filter(etree.fromstring(xml)),
                  _filter_changed, _cleanup_filters),
+    "virt-install": ("v", lambda root, name, i: _renamed(root, "name", name), parse_domain_xml,
+                     _domain_changed, _cleanup_domains),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(DAEMON))
-def test_daemon(base: str, host: Host, kind: str) -> None:
+def test_daemon(host: Host, kind: str) -> None:
     """A sample of the corpus defined on the real daemon (networks not started) converges by xml and by spec,
-    and again in check mode, with no change after the first run."""
+    and again in check mode, with no change after the first run; virt-install's domains, every one."""
     prefix, rename, spec_of, changed, cleanup = DAEMON[kind]
-    found = [(n, r) for n, r in corpus.files(base, kind)
+    if kind == "virt-install":
+        _vi_network(host, True)
+    found = [(n, r) for n, r in corpus.files(_base(kind), kind)
              if not corpus.check(kind, n, r).failed.keys() & {"parse_raises", "spec_refused", "libvirt_refuses"}]
     tally: dict[str, int] = {k: 0 for k in ("defined", "xml_refused", "spec_refused", "xml_second_run_changed",
                                             "xml_check_mode_changed", "spec_second_run_changed",
@@ -216,5 +236,7 @@ def test_daemon(base: str, host: Host, kind: str) -> None:
     print("\n".join(notes))
     if kind == "domain":
         assert tally["defined"] >= SAMPLE[kind], "only %d domains defined: %s" % (tally["defined"], notes[:10])
+    if kind == "virt-install":
+        assert tally["defined"] == len(found), "only %d of %d defined: %s" % (tally["defined"], len(found), notes[:10])
     over = _over("daemon", kind, tally)
     assert not over, "%s sample: %s; %s" % (kind, "; ".join(over), notes[:10])

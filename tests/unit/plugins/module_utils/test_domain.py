@@ -182,6 +182,18 @@ def test_xml_differences(user_xml, paths):
     assert sorted(d["path"] for d in diffs) == sorted(paths)
 
 
+def test_a_spice_port_of_minus_one_is_autoport_as_libvirt_keeps_it():
+    """virt-install writes <graphics type='spice' port='-1' tlsPort='-1' autoport='yes'> (its default graphics);
+    libvirt's definition keeps autoport alone. That is no change - but a fixed port still is."""
+    def with_graphics(attrs):
+        return ADDED_BY_LIBVIRT.replace("<memballoon", "<graphics type='spice' %s><image compression='off'/>"
+                                                        "</graphics><memballoon" % attrs)
+    have = with_graphics("autoport='yes'")
+    assert xml_differences(with_graphics("port='-1' tlsPort='-1' autoport='yes'"), have) == []
+    assert [d["path"] for d in xml_differences(with_graphics("port='5901' autoport='no'"), have)] == [
+        "devices/graphics@port", "devices/graphics@autoport"]
+
+
 # ---------------------------------------------------------------------------------- converge
 STEPS = [
     # (state, expected actions, expected state) - each run twice: the second must change nothing
