@@ -425,7 +425,9 @@ def canonical_filter(spec: dict[str, Any]) -> dict[str, Any]:
             int(rule["priority"]) if rule.get("priority") is not None else DEFAULT_RULE_PRIORITY,
             _statematch_text(rule.get("statematch")) is None,
             protocol,
-            tuple(sorted((k, _norm_value(k, v)) for k, v in attrs.items())),
+            # match='yes' is libvirt's default, which it does not store (its shipped no-arp-ip-spoofing says it)
+            tuple(sorted((k, n) for k, n in ((k, _norm_value(k, v)) for k, v in attrs.items())
+                         if not (k == "match" and n is True))),
         ))
     return {
         "name": spec.get("name"),

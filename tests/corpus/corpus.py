@@ -2,7 +2,8 @@
 
 The files come from Debian's libvirt source package for the installed version
 (``fetch.sh``, cached under ``.build/corpus``), and, as domain XML another project
-writes, from the installed virt-install (``virt_install.sh``). Each check is named after what a
+writes, from the installed virt-install (``virt_install.sh``); the nwfilters libvirt installs are read where
+they are. Each check is named after what a
 user would see go wrong: the parser raises, the collection refuses what its own
 parser produced, the generated XML is invalid, the round trip changes the spec,
 or an element or attribute of the input is missing from what is built back.
@@ -29,6 +30,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.storage import 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEMAS = "/usr/share/libvirt/schemas"
+SHIPPED_NWFILTERS = "/usr/share/libvirt/nwfilter"
 
 # object kind -> (schema, corpus directories)
 KINDS = {
@@ -39,6 +41,8 @@ KINDS = {
     "volume": ("storagevol", ("storagevolxml2xmlin", "storagevolxml2xmlout")),
     # domain XML written by another project: virt-install (virt_install.sh), checked as domains are
     "virt-install": ("domain", ("virt-install",)),
+    # the filters libvirt installs (libvirt-daemon-config-nwfilter), checked as nwfilters are
+    "shipped-nwfilter": ("nwfilter", (SHIPPED_NWFILTERS,)),
 }
 CHECKS = ("parse_raises", "spec_refused", "build_invalid", "round_trip_differs", "loses_something",
           "accepts_what_libvirt_refuses")
@@ -68,6 +72,8 @@ IGNORED_PATHS = frozenset({
 def fetch(kind: str = "domain") -> str:
     """The corpus directory of ``kind``: libvirt's test data (fetched once, then cached), or for
     ``virt-install`` the domains virt-install writes (made once by virt_install.sh, then cached)."""
+    if kind == "shipped-nwfilter":
+        return "/"  # installed files: their directory is absolute
     script = "virt_install.sh" if kind == "virt-install" else "fetch.sh"
     out = subprocess.run([os.path.join(HERE, script)], check=True, capture_output=True, text=True)
     return out.stdout.strip().splitlines()[-1]
@@ -89,7 +95,7 @@ def files(base: str, kind: str) -> list[tuple[str, Any]]:
     out = []
     seen: set[str] = set()
     for d in dirs:
-        for path in sorted(glob.glob(os.path.join(base, "tests", d, "*.xml"))):
+        for path in sorted(glob.glob(os.path.join(d if os.path.isabs(d) else os.path.join(base, "tests", d), "*.xml"))):
             real = os.path.realpath(path)
             if real in seen or not os.path.exists(real):
                 continue  # a link to a file already counted, or a dangling one
@@ -99,7 +105,7 @@ def files(base: str, kind: str) -> list[tuple[str, Any]]:
             except etree.XMLSyntaxError:
                 continue
             if schema_valid(root, schema):
-                out.append(("%s/%s" % (d, os.path.basename(path)), root))
+                out.append(("%s/%s" % (os.path.basename(d), os.path.basename(path)), root))
     return out
 
 
@@ -226,7 +232,7 @@ def _storage(root: Any, out: Outcome, kind: str) -> None:
 _CHECKERS: dict[str, Callable[[Any, Outcome], None]] = {
     "domain": _domain, "network": _network, "nwfilter": _nwfilter,
     "pool": lambda root, out: _storage(root, out, "pool"), "volume": lambda root, out: _storage(root, out, "volume"),
-    "virt-install": _domain,
+    "virt-install": _domain, "shipped-nwfilter": _nwfilter,
 }
 
 

@@ -1,5 +1,5 @@
-"""libvirt's own test corpus (tests/qemuxml2*, networkxml2xml*, nwfilterxml2xml*, storage*) and the domain
-XML virt-install writes, against the collection.
+"""libvirt's own test corpus (tests/qemuxml2*, networkxml2xml*, nwfilterxml2xml*, storage*), the nwfilters
+libvirt installs and the domain XML virt-install writes, against the collection.
 
 Offline: every schema-valid file is parsed, validated, built back and compared
 (``corpus.check``). On the real daemon (qemu:///system): a fixed sample is
@@ -34,7 +34,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.network import 
 
 URI = os.environ.get("HVL_CORPUS_URI", "qemu:///system")
 PREFIX = "hvl-corpus-"
-SAMPLE = {"domain": 60, "network": 20, "nwfilter": 20, "virt-install": 1000}  # virt-install: every one
+SAMPLE = {"domain": 60, "network": 20, "nwfilter": 20, "virt-install": 1000, "shipped-nwfilter": 1000}  # every one
 VI_NET = "hvl-vi-net"  # the isolated network virt_install.txt's domains are on (defined, never started)
 LIMITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "known_limits.json")
 REPORT = os.path.join(corpus.HERE, "..", "..", ".build", "corpus", "report.md")
@@ -204,6 +204,9 @@ DAEMON = {
                  _filter_changed, _cleanup_filters),
     "virt-install": ("v", lambda root, name, i: _renamed(root, "name", name), parse_domain_xml,
                      _domain_changed, _cleanup_domains),
+    # renamed copies; their filterrefs still name the shipped filters, which every libvirt host has
+    "shipped-nwfilter": ("s", lambda root, name, i: _renamed(root, "@name", name),
+                         lambda xml: parse_filter(etree.fromstring(xml)), _filter_changed, _cleanup_filters),
 }
 
 
@@ -236,7 +239,7 @@ def test_daemon(host: Host, kind: str) -> None:
     print("\n".join(notes))
     if kind == "domain":
         assert tally["defined"] >= SAMPLE[kind], "only %d domains defined: %s" % (tally["defined"], notes[:10])
-    if kind == "virt-install":
+    if kind in ("virt-install", "shipped-nwfilter"):
         assert tally["defined"] == len(found), "only %d of %d defined: %s" % (tally["defined"], len(found), notes[:10])
     over = _over("daemon", kind, tally)
     assert not over, "%s sample: %s; %s" % (kind, "; ".join(over), notes[:10])

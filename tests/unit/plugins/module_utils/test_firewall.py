@@ -234,3 +234,13 @@ def test_instance_filter_spec_is_novas_base_filter():
     learn = firewall.instance_filter_spec("web1", allow_dhcp=True)
     assert learn["filterrefs"] == [{"filter": "clean-traffic", "parameters": {}},
                                    {"filter": "allow-dhcp", "parameters": {}}]
+
+
+def test_match_yes_is_libvirts_default_and_match_no_is_not():
+    """libvirt's own no-arp-ip-spoofing says <arp match='yes' .../>; libvirt stores it without match."""
+    def spec(**arp):
+        return {"name": "f", "chain": "arp-ip", "priority": -510, "filterrefs": [],
+                "rules": [{"action": "return", "direction": "out", "priority": 400,
+                           "arp": dict({"arpsrcipaddr": "$IP"}, **arp)}]}
+    assert fw.canonical_filter(spec(match="yes")) == fw.canonical_filter(spec())
+    assert fw.canonical_filter(spec(match="no")) != fw.canonical_filter(spec())
