@@ -186,8 +186,8 @@ def test_a_spice_port_of_minus_one_is_autoport_as_libvirt_keeps_it():
     """virt-install writes <graphics type='spice' port='-1' tlsPort='-1' autoport='yes'> (its default graphics);
     libvirt's definition keeps autoport alone. That is no change - but a fixed port still is."""
     def with_graphics(attrs):
-        return ADDED_BY_LIBVIRT.replace("<memballoon", "<graphics type='spice' %s><image compression='off'/>"
-                                                        "</graphics><memballoon" % attrs)
+        graphics = "<graphics type='spice' %s><image compression='off'/></graphics>" % attrs
+        return ADDED_BY_LIBVIRT.replace("<memballoon", graphics + "<memballoon")
     have = with_graphics("autoport='yes'")
     assert xml_differences(with_graphics("port='-1' tlsPort='-1' autoport='yes'"), have) == []
     assert [d["path"] for d in xml_differences(with_graphics("port='5901' autoport='no'"), have)] == [
