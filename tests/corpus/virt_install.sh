@@ -24,6 +24,14 @@ WORK="$(mktemp -d /tmp/hvl-vi.XXXXXX)"
 made_net=false
 cleanup() {
   if $made_net; then virsh -q -c "$URI" net-undefine "$NET" >/dev/null 2>&1 || true; fi
+  # virt-install defines a storage pool over a new disk's directory, even with --dry-run: it goes with it
+  local pool
+  for pool in $(virsh -q -c "$URI" pool-list --all --name 2>/dev/null); do
+    if [ "$(virsh -q -c "$URI" pool-dumpxml "$pool" 2>/dev/null | sed -n 's:.*<path>\(.*\)</path>.*:\1:p' | head -n 1)" = "$WORK" ]; then
+      virsh -q -c "$URI" pool-destroy "$pool" >/dev/null 2>&1 || true
+      virsh -q -c "$URI" pool-undefine "$pool" >/dev/null 2>&1 || true
+    fi
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
