@@ -803,16 +803,18 @@ class PoolManager(_Manager):
                 self.plan.act("delete-volume %s" % vname, delete)
         if active:
             self.plan.act("stop", lambda: self.host.call("stopping pool '%s'" % name, lambda _c: pool.destroy()))
-        if delete_storage == "if_empty":
-            def delete_if_empty() -> None:
+        if delete_storage:
+            keep_if_refused = delete_storage == "if_empty"
+
+            def delete_the_storage() -> None:
                 try:
                     self.host.call("deleting the storage of pool '%s'" % name, lambda _c: pool.delete(0))
-                except OperationFailed as exc:  # something that is no volume is there (a directory): it stays
+                except OperationFailed as exc:
+                    if not keep_if_refused:
+                        raise
+                    # something that is no volume is there (a dangling link): it stays, and so does the storage
                     extra["storage_kept"] = {"volumes": [], "reason": str(exc)}
-            self.plan.act("delete-storage", delete_if_empty)
-        elif delete_storage:
-            self.plan.act("delete-storage", lambda: self.host.call(
-                "deleting the storage of pool '%s'" % name, lambda _c: pool.delete(0)))
+            self.plan.act("delete-storage", delete_the_storage)
         self.plan.act("undefine", lambda: self.host.call("undefining pool '%s'" % name, lambda _c: pool.undefine()))
         res = self._result(name, None, before, None, False, False, None)
         res.update(extra)

@@ -202,12 +202,11 @@ DAEMON = {
     "network": ("n", _network_renamed, lambda xml: parse_network(xml)["spec"], _network_changed, _cleanup_networks),
     "nwfilter": ("f", lambda root, name, i: _renamed(root, "@name", name), lambda xml: parse_filter(etree.fromstring(xml)),
                  _filter_changed, _cleanup_filters),
-    "virt-install": ("v", lambda root, name, i: _renamed(root, "name", name), parse_domain_xml,
-                     _domain_changed, _cleanup_domains),
-    # renamed copies; their filterrefs still name the shipped filters, which every libvirt host has
-    "shipped-nwfilter": ("s", lambda root, name, i: _renamed(root, "@name", name),
-                         lambda xml: parse_filter(etree.fromstring(xml)), _filter_changed, _cleanup_filters),
 }
+# the other sources go as the kinds they hold, under a prefix of their own; the shipped filters' copies keep
+# their filterrefs to the shipped filters, which every libvirt host has
+DAEMON["virt-install"] = ("v",) + DAEMON["domain"][1:]
+DAEMON["shipped-nwfilter"] = ("s",) + DAEMON["nwfilter"][1:]
 
 
 @pytest.mark.parametrize("kind", sorted(DAEMON))
