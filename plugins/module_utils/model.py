@@ -399,6 +399,28 @@ def _unmarked(res: Any) -> Any:
     return res
 
 
+def holds_residual(have: str | None, want: str | None) -> bool:
+    """``have`` (a ``preserved`` text read back) puts back all that ``want`` asks, and maybe defaults libvirt adds
+    (a SCSI pool's ``<adapter>`` given without a type is stored with ``type='scsi_host'``)."""
+    if not want:
+        return True
+    return bool(have) and contains(_unmarked(from_text(have)), _unmarked(from_text(want)))
+
+
+def libvirt_path(path: str) -> str:
+    """A path as libvirt stores it (its virFileSanitizePath, applied to a pool's target path and source
+    directory): runs of '/' are one and there is no trailing '/' ('/' itself aside); a leading '//' is kept,
+    as POSIX allows; a URI (``scheme://`` before the first '/') is left alone."""
+    scheme = path.find("://")
+    if 0 <= scheme < path.find("/"):
+        return path
+    lead, rest = ("//", path[2:]) if path.startswith("//") and not path.startswith("///") else ("", path)
+    rest = re.sub("/+", "/", rest)
+    if len(lead + rest) > 1 and rest.endswith("/"):
+        rest = rest[:-1]
+    return lead + rest
+
+
 def same_residual(a: str | None, b: str | None) -> bool:
     """Two ``preserved`` texts that put back the same (sibling order aside, values as libvirt reads them)."""
     if not a or not b:
@@ -406,6 +428,6 @@ def same_residual(a: str | None, b: str | None) -> bool:
     return same_element(_unmarked(from_text(a)), _unmarked(from_text(b)))
 
 
-__all__ = ["c_int", "mac", "mask_prefix", "classful_prefix", "value_equal", "same", "residual_text", "same_residual",
+__all__ = ["c_int", "mac", "libvirt_path", "holds_residual", "mask_prefix", "classful_prefix", "value_equal", "same", "residual_text", "same_residual",
            "matched", "contains", "same_element", "unit_bytes", "scaled_bytes",
            "residual", "overlay", "canonical", "to_text", "from_text", "IDENTITY", "ANCHOR", "NS"]

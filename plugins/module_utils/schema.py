@@ -47,9 +47,12 @@ def typename(value: Any) -> str:
 
 
 class Str(Field):
+    """A string; ``canonical`` maps it to the form libvirt stores (``model.libvirt_path``) once it is checked."""
+
     def __init__(self, pattern: "re.Pattern[str] | None" = None, what: str = "", lower: bool = False,
-                 nonempty: bool = True, multiline: bool = False) -> None:
+                 nonempty: bool = True, multiline: bool = False, canonical: Callable[[str], str] | None = None) -> None:
         self.pattern, self.what, self.lower, self.nonempty, self.multiline = pattern, what, lower, nonempty, multiline
+        self.canonical = canonical
 
     def norm(self, value: Any, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -62,7 +65,7 @@ class Str(Field):
         check_text(value, path, self.multiline)
         if self.pattern is not None and not self.pattern.match(value):
             raise InvalidSpec(path, "%r is not %s" % (value, self.what))
-        return value
+        return self.canonical(value) if self.canonical is not None else value
 
 
 class Int(Field):

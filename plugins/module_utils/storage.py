@@ -88,6 +88,10 @@ def _pool_spec_post(spec: dict[str, Any], _path: str) -> dict[str, Any]:
     target = spec.get("target") or {}
     if not target.get("permissions"):
         target.pop("permissions", None)
+    if ptype == "logical" and target.get("path"):
+        # libvirt names a volume group's target itself, /dev/ and the source name (the pool's name when the
+        # source names none), whatever path is given
+        target["path"] = "/dev/%s" % ((spec.get("source") or {}).get("name") or spec["name"])
     if target and ptype in POOL_NO_TARGET:
         raise InvalidSpec("target", "a %s pool has no target" % ptype)
     return {k: v for k, v in spec.items() if v or k not in ("source", "target")}
@@ -116,8 +120,13 @@ NAME = Str(re.compile(r"^(?!\.\.?$)[^/\x00-\x1f\x7f]+$"),
            "a valid name (one path component: no '/', no control characters, not '.' or '..')")
 _TEXT = Str(nonempty=False)
 _ABS_PATH = Str(re.compile(r"^/"), "an absolute path")
+# a pool's target path and source directory: libvirt stores them sanitised ('/a//b/' as '/a/b')
+_POOL_PATH = Str(re.compile(r"^/"), "an absolute path", canonical=model.libvirt_path)
+_POOL_DIR = Str(nonempty=False, canonical=model.libvirt_path)
 PERMISSIONS = Dict({"mode": Octal(), "owner": Int(-1, None, c_literal=True), "group": Int(-1, None, c_literal=True),
-                    "label": _TEXT}, ordered=True)
+                    "label": _TEXT}, ordered=True,
+                   # an owner or group of -1 is libvirt's "not set": it stores none
+                   post=lambda perms, _path: {k: v for k, v in perms.items() if not (k in ("owner", "group") and v == -1)})
 POOL_SPEC = Dict({
     "name": NAME,
     "type": Enum(*POOL_SOURCE_KEYS),
@@ -127,12 +136,12 @@ POOL_SPEC = Dict({
                            ordered=True), pre=one_or_list),
         "devices": List(Dict({"path": _TEXT, "part_separator": Bool(ints=True)}, required=("path",), pre=keyed("path"),
                              ordered=True), pre=one_or_list),
-        "dir": _TEXT, "name": _TEXT, "format": _TEXT, "initiator": _TEXT,
+        "dir": _POOL_DIR, "name": _TEXT, "format": _TEXT, "initiator": _TEXT,
         "auth": Dict({"type": Enum(*AUTH_TYPES), "username": _TEXT,
                       "secret": Dict({"uuid": Uuid(), "usage": _TEXT}, post=_one_secret)},
                      required=("type", "username", "secret"), ordered=True),
     }, ordered=True),
-    "target": Dict({"path": _ABS_PATH, "permissions": PERMISSIONS}, ordered=True),
+    "target": Dict({"path": _POOL_PATH, "permissions": PERMISSIONS}, ordered=True),
     "preserved": Free(),
 }, required=("name", "type"), post=_pool_spec_post, ordered=True)
 # storage_volume's options that are values (state and the rest are checked where they are used)
@@ -214,7 +223,8 @@ def pool_config(spec: dict[str, Any]) -> Any:
 
 
 # what a pool's XML holds that is the pool's state, not its definition
-_POOL_RUNTIME = ("capacity", "allocation", "available")
+# what a pool's XML reports of its storage, not part of its definition (libvirt reads none of it back)
+_POOL_RUNTIME = ("capacity", "allocation", "available", "source/device/freeExtent")
 
 
 def parse_pool(root: Any) -> dict[str, Any]:
@@ -273,7 +283,7 @@ def parse_pool(root: Any) -> dict[str, Any]:
     bare = copy.deepcopy(root)
     for tag in _POOL_RUNTIME:
         for el in bare.findall(tag):
-            bare.remove(el)
+            el.getparent().remove(el)
     _preserve(spec, bare, pool_config({k: v for k, v in spec.items() if k != "preserved"}))
     return spec
 
@@ -647,9 +657,7 @@ class PoolManager(_Manager):
             parsed = parse_pool(root)
             if parsed["name"] != name:
                 raise InvalidSpec("xml", "names the pool %r, not %r" % (parsed["name"], name))
-            want = POOL_SPEC.norm(parsed, "")
-            want.pop("preserved", None)
-            return want, root
+            return POOL_SPEC.norm(parsed, ""), root
         if spec is None:
             return None, None
         spec = dict(spec, name=name)
@@ -657,7 +665,8 @@ class PoolManager(_Manager):
             spec["type"] = current["type"]
         want = POOL_SPEC.norm(spec, "")
         built = pool_config(dict(want, uuid=(current or {}).get("uuid")) if current else want)
-        if current and current.get("preserved"):
+        if current and current.get("preserved") and not want.get("preserved"):
+            # what the model does not hold stays as it is, unless the spec says what it is to be
             model.overlay(built, model.from_text(current["preserved"]))
         xmlutil.validate(built, "storagepool", "pool %r" % name)
         return want, built
@@ -702,8 +711,7 @@ class PoolManager(_Manager):
                     "starting pool '%s'" % name, lambda _c: pool.create(0)))
                 active = True
         elif want is not None:
-            have = {k: v for k, v in current.items() if k != "preserved"}
-            if self._differ(want, have):
+            if self._pool_differs(want, current):
                 if xml is not None and built.find("uuid") is None and current.get("uuid"):
                     xmlutil.sub(built, "uuid", text=current["uuid"])
                 text = xmlutil.to_string(built)
@@ -728,6 +736,16 @@ class PoolManager(_Manager):
         if not self.check_mode and pool is not None:
             after = _pool_xml(pool, self.host)
         return self._result(name, pool, before, after, active, pending, autostart)
+
+    def _pool_differs(self, want: dict[str, Any], current: dict[str, Any]) -> bool:
+        """The spec's keys by the one comparison; what the model does not hold (``preserved``, from the
+        user's XML or a spec read back), when the desired side has any, as XML the current one must contain."""
+        found = self._differ({k: v for k, v in want.items() if k != "preserved"},
+                             {k: v for k, v in current.items() if k != "preserved"})
+        if not model.holds_residual(current.get("preserved"), want.get("preserved")):
+            self.differences.append(difference("preserved", current.get("preserved"), want["preserved"]))
+            found = found + [self.differences[-1]]
+        return bool(found)
 
     def _undo_on_failure(self, pool: Any, action: str, fn: Callable[[], Any]) -> None:
         """A pool this task defined whose build or first start fails is undefined again: nothing is left behind."""

@@ -14,7 +14,10 @@ description:
   - The pool is given as a structured spec in libvirt's own vocabulary (O(type), O(source), O(target))
     or as raw O(xml); either is validated against libvirt's C(storagepool.rng) before anything changes.
   - The comparison is semantic - what libvirt fills in (UUID, capacity, allocation, a target's
-    permissions it reads from disk) is only a difference when you set it. A change to an existing
+    permissions it reads from disk) is only a difference when you set it; paths compare as libvirt stores
+    them (C(/a//b/) is C(/a/b)), and an owner or group of V(-1) is libvirt's "not set". With O(xml), what
+    the structured options do not model (mount options, the NFS protocol version, RBD config options) is
+    compared too, as the XML it defines. A change to an existing
     pool's definition redefines it; a running pool then reports RV(pending_restart=true) (libvirt
     applies a pool's new definition when it is next started).
   - Removing a pool (O(state=absent)) stops and undefines it and never deletes its volumes or its
@@ -56,7 +59,8 @@ options:
   target:
     description:
       - Where the pool appears on the hypervisor - C(path) (a directory for V(dir), V(fs), V(netfs);
-        C(/dev/VG) for V(logical); C(/dev/disk/by-path) for V(iscsi); C(/dev) for V(disk)) and
+        C(/dev/VG) for V(logical), which libvirt sets itself from the volume group's name whatever path is
+        given; C(/dev/disk/by-path) for V(iscsi); C(/dev) for V(disk)) and
         C(permissions) - C({mode, owner, group, label}) of the target directory.
     type: dict
   xml:

@@ -26,7 +26,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_xml impo
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.guest_spec import validate_spec
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.network import check_spec, network_config, parse_network
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.storage import (
-    POOL_SPEC, parse_pool, parse_volume, pool_config, volume_config)
+    POOL_SPEC, USAGE, parse_pool, parse_secret, parse_volume, pool_config, secret_config, volume_config)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEMAS = "/usr/share/libvirt/schemas"
@@ -39,6 +39,7 @@ KINDS = {
     "nwfilter": ("nwfilter", ("nwfilterxml2xmlin", "nwfilterxml2xmlout")),
     "pool": ("storagepool", ("storagepoolxml2xmlin", "storagepoolxml2xmlout")),
     "volume": ("storagevol", ("storagevolxml2xmlin", "storagevolxml2xmlout")),
+    "secret": ("secret", ("secretxml2xmlin",)),
     # domain XML written by another project: virt-install (virt_install.sh), checked as domains are
     "virt-install": ("domain", ("virt-install",)),
     # the filters libvirt installs (libvirt-daemon-config-nwfilter), checked as nwfilters are
@@ -66,7 +67,14 @@ IGNORED_PATHS = frozenset({
     # a pool's sizes are its state, read from the storage; libvirt ignores them in a definition
     "pool/capacity", "pool/capacity/@unit", "pool/allocation", "pool/allocation/@unit",
     "pool/available", "pool/available/@unit",
+    # a disk pool's free extents: read from the disk, not defined
+    "pool/source/device/freeExtent", "pool/source/device/freeExtent/@start", "pool/source/device/freeExtent/@end",
 })
+
+
+# Elements whose value is libvirt's "not set": it stores none, so a definition built back has none either.
+UNSET_VALUES = frozenset({("%s/permissions/%s" % (where, who), "-1") for where in ("pool/target", "volume/target")
+                          for who in ("owner", "group")})
 
 
 def fetch(kind: str = "domain") -> str:
@@ -117,6 +125,8 @@ def paths(root: Any) -> set[str]:
         if not isinstance(el.tag, str):
             return
         here = "%s/%s" % (prefix, etree.QName(el).localname) if prefix else etree.QName(el).localname
+        if (here, (el.text or "").strip()) in UNSET_VALUES:
+            return
         out.add(here)
         for attr in el.attrib:
             out.add("%s/@%s" % (here, etree.QName(attr).localname))
@@ -205,16 +215,20 @@ def _nwfilter(root: Any, out: Outcome) -> None:
 
 
 def _storage(root: Any, out: Outcome, kind: str) -> None:
-    """Pools and volumes: parse, (pools) check the spec as user input, build, validate, parse again."""
+    """Pools, volumes and secrets: parse, (pools, a secret's usage) check the spec as user input, build,
+    validate, parse again."""
     parse, build, schema = {"pool": (parse_pool, pool_config, "storagepool"),
-                            "volume": (parse_volume, volume_config, "storagevol")}[kind]
+                            "volume": (parse_volume, volume_config, "storagevol"),
+                            "secret": (parse_secret, secret_config, "secret")}[kind]
     spec = parse(copy.deepcopy(root))
-    if kind == "pool":
-        try:
+    try:
+        if kind == "pool":
             spec = POOL_SPEC.norm(copy.deepcopy(spec), "")
-        except Exception as exc:  # pylint: disable=broad-except
-            out.fail("spec_refused", exc)
-            return
+        if kind == "secret" and spec.get("usage") is not None:
+            spec["usage"] = USAGE.norm(copy.deepcopy(spec["usage"]), "usage")
+    except Exception as exc:  # pylint: disable=broad-except
+        out.fail("spec_refused", exc)
+        return
     built = build(copy.deepcopy(spec))
     if not schema_valid(built, schema):
         out.fail("build_invalid", _RNG[schema].error_log.last_error)
@@ -232,6 +246,7 @@ def _storage(root: Any, out: Outcome, kind: str) -> None:
 _CHECKERS: dict[str, Callable[[Any, Outcome], None]] = {
     "domain": _domain, "network": _network, "nwfilter": _nwfilter,
     "pool": lambda root, out: _storage(root, out, "pool"), "volume": lambda root, out: _storage(root, out, "volume"),
+    "secret": lambda root, out: _storage(root, out, "secret"),
     "virt-install": _domain, "shipped-nwfilter": _nwfilter,
 }
 

@@ -12,7 +12,7 @@ UPSTREAM="${UPSTREAM#*:}"
 DEST="$BASE/libvirt-$UPSTREAM"
 # The directories unpacked; a cache made with another list is unpacked again.
 DIRS=(qemuxml2argvdata qemuxml2xmloutdata networkxml2xmlin networkxml2xmlout nwfilterxml2xmlin nwfilterxml2xmlout
-      storagepoolxml2xmlin storagepoolxml2xmlout storagevolxml2xmlin storagevolxml2xmlout)
+      storagepoolxml2xmlin storagepoolxml2xmlout storagevolxml2xmlin storagevolxml2xmlout secretxml2xmlin)
 if [ -f "$DEST/.complete" ] && [ "$(cat "$DEST/.complete")" = "${DIRS[*]}" ]; then
   echo "$DEST"
   exit 0

@@ -1,10 +1,13 @@
-"""libvirt's own test corpus (tests/qemuxml2*, networkxml2xml*, nwfilterxml2xml*, storage*), the nwfilters
+"""libvirt's own test corpus (tests/qemuxml2*, networkxml2xml*, nwfilterxml2xml*, storage*, secretxml2xml*), the nwfilters
 libvirt installs and the domain XML virt-install writes, against the collection.
 
 Offline: every schema-valid file is parsed, validated, built back and compared
 (``corpus.check``). On the real daemon (qemu:///system): a fixed sample is
 defined (renamed, UUID removed) and converged again by ``xml:`` and by
 ``spec:``, and once more in check mode; nothing may change after the first run.
+Pools are only defined (never built or started, their directories renamed to
+paths that do not exist) and secrets, which the module takes by usage, not XML,
+are converged by spec alone.
 Each count may not exceed its ceiling in ``known_limits.json`` (the ceilings
 only go down as the model learns more); the table is printed either way.
 """
@@ -31,10 +34,13 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.firewall import
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.domain_xml import parse_domain_xml
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.host import Host
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.network import NetworkManager, parse_network
+from ansible_collections.hypervisor.libvirt.plugins.module_utils.storage import (
+    SECRET_USAGE, PoolManager, SecretManager, parse_pool, parse_secret)
 
 URI = os.environ.get("HVL_CORPUS_URI", "qemu:///system")
 PREFIX = "hvl-corpus-"
-SAMPLE = {"domain": 60, "network": 20, "nwfilter": 20, "virt-install": 1000, "shipped-nwfilter": 1000}  # every one
+SAMPLE = {"domain": 60, "network": 20, "nwfilter": 20, "pool": 1000, "secret": 1000,  # 1000: every one
+          "virt-install": 1000, "shipped-nwfilter": 1000}
 VI_NET = "hvl-vi-net"  # the isolated network virt_install.txt's domains are on (defined, never started)
 LIMITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "known_limits.json")
 REPORT = os.path.join(corpus.HERE, "..", "..", ".build", "corpus", "report.md")
@@ -109,12 +115,17 @@ def _cleanup_domains(host: Host) -> None:
             dom.undefineFlags(flags)
 
 
+def _stop_and_undefine_ours(objects: list[Any]) -> None:
+    """This test's networks or pools (by name): stopped, then undefined (a pool's storage is never touched)."""
+    for obj in objects:
+        if obj.name().startswith(PREFIX):
+            if obj.isActive():
+                obj.destroy()
+            obj.undefine()
+
+
 def _cleanup_networks(host: Host) -> None:
-    for net in host.get_connection().listAllNetworks():
-        if net.name().startswith(PREFIX):
-            if net.isActive():
-                net.destroy()
-            net.undefine()
+    _stop_and_undefine_ours(host.get_connection().listAllNetworks())
 
 
 def _cleanup_filters(host: Host) -> None:
@@ -142,16 +153,37 @@ def _vi_network(host: Host, present: bool) -> None:
         net.undefine()
 
 
+def _cleanup_pools(host: Host) -> None:
+    _stop_and_undefine_ours(host.get_connection().listAllStoragePools())
+
+
+def _secret_ident(root: Any) -> Any:
+    """The element naming a secret's usage (``<name>``, ``<target>`` or ``<volume>``), or None."""
+    usage = root.find("usage")
+    key = SECRET_USAGE.get(usage.get("type")) if usage is not None else None
+    return usage.find(key) if key else None
+
+
+def _cleanup_secrets(host: Host) -> None:
+    for sec in host.get_connection().listAllSecrets():
+        ident = _secret_ident(etree.fromstring(sec.XMLDesc(0)))
+        if ident is not None and (ident.text or "").lstrip("/").startswith(PREFIX):
+            sec.undefine()
+
+
+_CLEANUPS = (_cleanup_domains, _cleanup_networks, _cleanup_filters, _cleanup_pools, _cleanup_secrets)
+
+
 @pytest.fixture(scope="module")
 def host():
     h = Host(URI)
     h.initialize()
-    for clean in (_cleanup_domains, _cleanup_networks, _cleanup_filters):
+    for clean in _CLEANUPS:
         clean(h)
     try:
         yield h
     finally:
-        for clean in (_cleanup_domains, _cleanup_networks, _cleanup_filters):
+        for clean in _CLEANUPS:
             clean(h)
         _vi_network(h, False)
         h.close()
@@ -187,6 +219,38 @@ def _filter_changed(host: Host, check_mode: bool, xml: str | None = None, spec: 
     return fw.define_filter(spec["name"], spec["rules"], spec["filterrefs"], spec["chain"], spec["priority"])[0]
 
 
+def _pool_changed(host: Host, check_mode: bool, xml: str | None = None, spec: dict[str, Any] | None = None) -> bool:
+    name = etree.fromstring(xml).findtext("name") if xml is not None else spec["name"]
+    # defined only: never built (no mkfs, vgcreate or directory) and never started
+    return bool(PoolManager(host, check_mode=check_mode).ensure(name, spec=spec, xml=xml, build=False)["changed"])
+
+
+def _pool_renamed(root: Any, name: str, i: int) -> Any:
+    if root.find("name") is None:  # a pool named only by its source (pool-logical-noname.xml)
+        root = copy.deepcopy(root)
+        root.insert(0, etree.Element("name"))
+    el = _renamed(root, "name", name)
+    path = el.find("target/path")
+    if path is not None and el.get("type") in ("dir", "fs", "netfs"):
+        path.text = "/nonexistent/%s" % name  # libvirt refuses a second pool over one directory
+    return el
+
+
+def _secret_changed(host: Host, check_mode: bool, spec: dict[str, Any]) -> bool:
+    keys = ("usage", "description", "ephemeral", "private")
+    return bool(SecretManager(host, check_mode=check_mode).ensure(**{k: spec.get(k) for k in keys})["changed"])
+
+
+def _secret_renamed(root: Any, name: str, i: int) -> Any:
+    el = copy.deepcopy(root)
+    for uuid in el.findall("uuid"):
+        el.remove(uuid)
+    ident = _secret_ident(el)
+    if ident is not None:  # the usage is the secret's identity: one of this test's own
+        ident.text = "/%s" % name if ident.tag == "volume" else name
+    return el
+
+
 def _network_renamed(root: Any, name: str, i: int) -> Any:
     el = _renamed(root, "name", name)
     for br in el.findall("bridge"):
@@ -195,14 +259,22 @@ def _network_renamed(root: Any, name: str, i: int) -> Any:
     return el
 
 
-# kind -> (prefix of the names, renamed copy of a file, spec of the renamed XML, converge, clean up)
+# kind -> (prefix of the names, renamed copy of a file, spec of the renamed XML, converge, clean up); a kind
+# whose module takes no XML (secrets) is converged by spec alone, the first run defining it
 DAEMON = {
     "domain": ("", lambda root, name, i: _renamed(root, "name", name), parse_domain_xml,
                _domain_changed, _cleanup_domains),
     "network": ("n", _network_renamed, lambda xml: parse_network(xml)["spec"], _network_changed, _cleanup_networks),
     "nwfilter": ("f", lambda root, name, i: _renamed(root, "@name", name), lambda xml: parse_filter(etree.fromstring(xml)),
                  _filter_changed, _cleanup_filters),
+    "pool": ("p", _pool_renamed, lambda xml: parse_pool(etree.fromstring(xml)), _pool_changed, _cleanup_pools),
+    "secret": ("k", _secret_renamed, lambda xml: parse_secret(etree.fromstring(xml)), _secret_changed,
+               _cleanup_secrets),
 }
+SPEC_ONLY = ("secret",)
+# pools are undefined after each file: the in and out copies of one test file claim the same storage source,
+# which libvirt refuses to see defined twice
+ONE_AT_A_TIME = ("pool",)
 # the other sources go as the kinds they hold, under a prefix of their own; the shipped filters' copies keep
 # their filterrefs to the shipped filters, which every libvirt host has
 DAEMON["virt-install"] = ("v",) + DAEMON["domain"][1:]
@@ -230,10 +302,16 @@ def test_daemon(host: Host, kind: str) -> None:
             if tally["defined"] >= SAMPLE[kind]:
                 break
             xml = xmlutil.to_string(rename(root, "%s%s%03d" % (PREFIX, prefix, i), i))
+            if kind in SPEC_ONLY:
+                if _converge_twice(functools.partial(changed, host, spec=spec_of(xml)), tally, "spec", fname, notes):
+                    tally["defined"] += 1
+                continue
             if not _converge_twice(functools.partial(changed, host, xml=xml), tally, "xml", fname, notes):
                 continue
             tally["defined"] += 1
             _converge_twice(functools.partial(changed, host, spec=spec_of(xml)), tally, "spec", fname, notes)
+            if kind in ONE_AT_A_TIME:
+                cleanup(host)
     finally:
         cleanup(host)
     _RESULTS["daemon"][kind] = tally
@@ -241,7 +319,7 @@ def test_daemon(host: Host, kind: str) -> None:
     print("\n".join(notes))
     if kind == "domain":
         assert tally["defined"] >= SAMPLE[kind], "only %d domains defined: %s" % (tally["defined"], notes[:10])
-    if kind in ("virt-install", "shipped-nwfilter"):
+    if kind in ("virt-install", "shipped-nwfilter", "secret"):
         assert tally["defined"] == len(found), "only %d of %d defined: %s" % (tally["defined"], len(found), notes[:10])
     over = _over("daemon", kind, tally)
     assert not over, "%s sample: %s; %s" % (kind, "; ".join(over), notes[:10])

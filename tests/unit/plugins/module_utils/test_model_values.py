@@ -66,3 +66,13 @@ def test_elements_compare_by_value_and_children_in_any_order():
     one = model.residual_text(etree.fromstring("<network><name>n</name>%s</network>" % etree.tostring(a).decode()), built)
     two = model.residual_text(etree.fromstring("<network><name>n</name>%s</network>" % etree.tostring(b).decode()), built)
     assert model.same_residual(one, two)
+
+
+@pytest.mark.parametrize("given, stored", [
+    ("/var/lib/libvirt/images/", "/var/lib/libvirt/images"), ("/mnt//x/./y/", "/mnt/x/./y"), ("/", "/"),
+    ("///", "/"), ("///srv", "/srv"), ("//srv//a/", "//srv/a"), ("//", "//"),
+    ("gluster://host//vol/", "gluster://host//vol/"),
+])
+def test_pool_paths_as_libvirt_stores_them(given, stored):
+    """libvirt's sanitising of a pool's target path and source directory (the rules of virFileSanitizePath)."""
+    assert model.libvirt_path(given) == stored
