@@ -125,8 +125,9 @@ _POOL_PATH = Str(re.compile(r"^/"), "an absolute path", canonical=model.libvirt_
 _POOL_DIR = Str(nonempty=False, canonical=model.libvirt_path)
 PERMISSIONS = Dict({"mode": Octal(), "owner": Int(-1, None, c_literal=True), "group": Int(-1, None, c_literal=True),
                     "label": _TEXT}, ordered=True,
-                   # an owner or group of -1 is libvirt's "not set": it stores none
-                   post=lambda perms, _path: {k: v for k, v in perms.items() if not (k in ("owner", "group") and v == -1)})
+                   # an owner or group of -1 (or 4294967295, the same uid_t) is libvirt's "not set": it stores none
+                   post=lambda perms, _path: {k: v for k, v in perms.items()
+                                              if not (k in ("owner", "group") and v in (-1, 2 ** 32 - 1))})
 POOL_SPEC = Dict({
     "name": NAME,
     "type": Enum(*POOL_SOURCE_KEYS),

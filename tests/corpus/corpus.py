@@ -73,8 +73,8 @@ IGNORED_PATHS = frozenset({
 
 
 # Elements whose value is libvirt's "not set": it stores none, so a definition built back has none either.
-UNSET_VALUES = frozenset({("%s/permissions/%s" % (where, who), "-1") for where in ("pool/target", "volume/target")
-                          for who in ("owner", "group")})
+UNSET_VALUES = frozenset({("%s/permissions/%s" % (where, who), value) for where in ("pool/target", "volume/target")
+                          for who in ("owner", "group") for value in ("-1", "4294967295")})
 
 
 def fetch(kind: str = "domain") -> str:

@@ -147,7 +147,7 @@ def test_a_pool_converges_once_when_libvirt_stores_its_values_another_way(host, 
     """Found by libvirt's own pool test XML defined on a daemon: a trailing or doubled '/' (libvirt sanitises
     paths) and an owner of -1 (libvirt's "not set") were redefined on every run."""
     spec = {"type": "netfs", "source": {"hosts": [{"name": "nfs1"}], "dir": "/export//images/", "format": "nfs"},
-            "target": {"path": "/mnt//hvl-ust-p5/", "permissions": {"mode": "0700", "owner": -1, "group": -1}}}
+            "target": {"path": "/mnt//hvl-ust-p5/", "permissions": {"mode": "0700", "owner": -1, "group": 4294967295}}}
     first = _pool(host, state_dir, name="hvl-ust-p5", spec=spec, build=False)
     assert first["actions"] == ["define"]
     assert "<dir path='/export/images'/>" in first["after"] and "<path>/mnt/hvl-ust-p5</path>" in first["after"]
