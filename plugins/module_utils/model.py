@@ -428,6 +428,6 @@ def same_residual(a: str | None, b: str | None) -> bool:
     return same_element(_unmarked(from_text(a)), _unmarked(from_text(b)))
 
 
-__all__ = ["c_int", "mac", "libvirt_path", "holds_residual", "mask_prefix", "classful_prefix", "value_equal", "same", "residual_text", "same_residual",
-           "matched", "contains", "same_element", "unit_bytes", "scaled_bytes",
+__all__ = ["c_int", "mac", "libvirt_path", "mask_prefix", "classful_prefix", "value_equal", "same", "residual_text",
+           "same_residual", "holds_residual", "matched", "contains", "same_element", "unit_bytes", "scaled_bytes",
            "residual", "overlay", "canonical", "to_text", "from_text", "IDENTITY", "ANCHOR", "NS"]

@@ -223,7 +223,6 @@ def pool_config(spec: dict[str, Any]) -> Any:
     return root
 
 
-# what a pool's XML holds that is the pool's state, not its definition
 # what a pool's XML reports of its storage, not part of its definition (libvirt reads none of it back)
 _POOL_RUNTIME = ("capacity", "allocation", "available", "source/device/freeExtent")
 
