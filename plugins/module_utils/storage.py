@@ -40,7 +40,7 @@ from ansible_collections.hypervisor.libvirt.plugins.module_utils.deps import etr
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.errors import InvalidSpec, NotFound, OperationFailed
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.plan import Plan, difference
 from ansible_collections.hypervisor.libvirt.plugins.module_utils.schema import (
-    Bool, Bytes, Dict, Enum, Free, Int, List, Octal, Str, Uuid, keyed, one_or_list)
+    MAX_UINT, Bool, Bytes, Dict, Enum, Free, Int, List, Octal, Str, Uuid, keyed, one_or_list)
 
 STATE_DIR = "/var/lib/hypervisor-libvirt"
 POOL_STATES = ("present", "active", "inactive", "absent")
@@ -127,7 +127,7 @@ PERMISSIONS = Dict({"mode": Octal(), "owner": Int(-1, None, c_literal=True), "gr
                     "label": _TEXT}, ordered=True,
                    # an owner or group of -1 (or 4294967295, the same uid_t) is libvirt's "not set": it stores none
                    post=lambda perms, _path: {k: v for k, v in perms.items()
-                                              if not (k in ("owner", "group") and v in (-1, 2 ** 32 - 1))})
+                                              if not (k in ("owner", "group") and v in (-1, MAX_UINT))})
 POOL_SPEC = Dict({
     "name": NAME,
     "type": Enum(*POOL_SOURCE_KEYS),
@@ -740,12 +740,12 @@ class PoolManager(_Manager):
     def _pool_differs(self, want: dict[str, Any], current: dict[str, Any]) -> bool:
         """The spec's keys by the one comparison; what the model does not hold (``preserved``, from the
         user's XML or a spec read back), when the desired side has any, as XML the current one must contain."""
-        found = self._differ({k: v for k, v in want.items() if k != "preserved"},
-                             {k: v for k, v in current.items() if k != "preserved"})
+        differs = bool(self._differ({k: v for k, v in want.items() if k != "preserved"},
+                                    {k: v for k, v in current.items() if k != "preserved"}))
         if not model.holds_residual(current.get("preserved"), want.get("preserved")):
             self.differences.append(difference("preserved", current.get("preserved"), want["preserved"]))
-            found = found + [self.differences[-1]]
-        return bool(found)
+            differs = True
+        return differs
 
     def _undo_on_failure(self, pool: Any, action: str, fn: Callable[[], Any]) -> None:
         """A pool this task defined whose build or first start fails is undefined again: nothing is left behind."""
